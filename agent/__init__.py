@@ -1,0 +1,1 @@
+"""The edge-agent: the device daemon. Never imports TensorFlow or coordinator code."""
