@@ -1,0 +1,150 @@
+"""Typed coordinator configuration: a TOML file, then EDGEFLEET_* environment variables over it.
+
+Environment variables name a section and a key joined by a double underscore, e.g.
+EDGEFLEET_STORE__URL=postgresql+psycopg://127.0.0.1/test or EDGEFLEET_MQTT__PASSWORD=...;
+top-level keys have no section: EDGEFLEET_DATA_DIR. Unknown keys are errors that name the key.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENV_PREFIX = "EDGEFLEET_"
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message names the key and what is wrong."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerConfig(_Section):
+    grpc_address: str = Field("127.0.0.1:7400", description="host:port for the admin and enrollment gRPC API")
+    public_address: str = Field("", description="host:port devices use to reach the gRPC API (printed in enroll commands); defaults to grpc_address")
+    metrics_address: str = Field("127.0.0.1:7401", description="host:port for Prometheus /metrics; empty disables it")
+
+
+class StoreConfig(_Section):
+    url: str = Field("", description="SQLAlchemy URL; empty means a SQLite file in data_dir. postgresql+psycopg://... for PostgreSQL")
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if v and not v.startswith(("sqlite", "postgresql")):
+            raise ValueError("only sqlite:// and postgresql:// URLs are supported")
+        return v
+
+
+class MqttConfig(_Section):
+    url: str = Field("mqtt://127.0.0.1:1883", description="broker the coordinator connects to")
+    device_url: str = Field("", description="broker URL handed to devices at enrollment; defaults to url")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version, for the coordinator and the devices it enrolls")
+    client_id: str = Field("", description="coordinator client id; defaults to edgefleet-coordinator-<hostname>")
+    username: str = Field("", description="coordinator broker username")
+    password: str = Field("", description="coordinator broker password (set it through EDGEFLEET_MQTT__PASSWORD)")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="coordinator keepalive")
+    session_expiry_s: int = Field(86400, ge=1, description="persistent session lifetime on the broker")
+    device_keepalive_s: int = Field(30, ge=1, le=3600, description="keepalive given to devices: a dead device shows offline within 1.5x this")
+    share_group: str = Field("coordinators", description="shared-subscription group of the coordinator replicas")
+
+
+class EnrollmentConfig(_Section):
+    token_ttl_s: int = Field(86400, ge=60, description="lifetime of an enrollment token")
+
+
+class BrokerAuthConfig(_Section):
+    mode: Literal["none", "dynsec"] = Field("none", description="how device credentials reach the broker: none (anonymous broker) or dynsec (mosquitto dynamic security)")
+    admin_username: str = Field("", description="dynsec admin user")
+    admin_password: str = Field("", description="dynsec admin password (EDGEFLEET_BROKER_AUTH__ADMIN_PASSWORD)")
+
+
+class CoordinatorConfig(_Section):
+    data_dir: Path = Field(Path("~/.local/share/edgefleet/coordinator"), description="admin token, signing key, SQLite store, artifacts")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    enrollment: EnrollmentConfig = Field(default_factory=EnrollmentConfig)
+    broker_auth: BrokerAuthConfig = Field(default_factory=BrokerAuthConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser()
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.data_path / 'edgefleet.db'}"
+
+    @property
+    def public_grpc_address(self) -> str:
+        return self.server.public_address or self.server.grpc_address
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    sections = {name for name, f in CoordinatorConfig.model_fields.items() if isinstance(f.default_factory, type)}
+    top = set(CoordinatorConfig.model_fields) - sections
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if "__" in key:
+            section, _, field = key.partition("__")
+            if section not in sections:
+                raise ConfigError(f"unknown config section {section!r} in environment variable {name}")
+            out.setdefault(section, {})[field] = value
+        elif key in top:
+            out[key] = value
+        # Other EDGEFLEET_* variables (EDGEFLEET_TOKEN, EDGEFLEET_COORDINATOR) belong to edgectl.
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(merged.get(k), dict):
+            merged[k] = _merge(merged[k], v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{loc}'")
+        else:
+            parts.append(f"'{loc}': {e['msg']}")
+    return f"invalid configuration ({source}): " + "; ".join(parts)
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> CoordinatorConfig:
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        source = str(path)
+    data = _merge(data, _env_overrides(environ))
+    try:
+        return CoordinatorConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source + " + environment")) from None
