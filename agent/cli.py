@@ -1,0 +1,118 @@
+"""edge-agent: enroll this device, then run the agent."""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from agent.identity import DEFAULT_STATE_DIR
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="The edgefleet device agent.")
+
+STATE_DIR_OPT = typer.Option(DEFAULT_STATE_DIR, "--state-dir", "-s", envvar="EDGEFLEET_AGENT_STATE_DIR", help="Where the identity and models live.")
+PROFILE_OPT = typer.Option(
+    None, "--profile", "-p", envvar="EDGEFLEET_AGENT_PROFILE", help="Bundled profile name (e.g. raspberry-pi-4) or a YAML/TOML file overriding probed fields."
+)
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"edge-agent: error: {msg}", err=True)
+    raise typer.Exit(1)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@app.command()
+def enroll(
+    coordinator: str = typer.Option(..., "--coordinator", "-c", help="HOST:PORT of the coordinator's gRPC API."),
+    token: str = typer.Option(..., "--token", "-t", help="One-time enrollment token from `edgectl device register`."),
+    state_dir: Path = STATE_DIR_OPT,
+    profile: Optional[str] = PROFILE_OPT,
+    force: bool = typer.Option(False, "--force", help="Replace an existing identity in this state directory."),
+) -> None:
+    """Probe the hardware and exchange the token for this device's identity."""
+    from agent.daemon import probe_hardware
+    from agent.enroll import EnrollError, enroll as do_enroll
+    from agent.identity import StateDirError, prepare_state_dir
+    from agent.profile import ProfileError
+
+    try:
+        sd = prepare_state_dir(state_dir)
+        hw = probe_hardware(sd, profile)
+        ident = do_enroll(coordinator, token, sd, hw, force=force)
+    except (EnrollError, StateDirError, ProfileError) as exc:
+        _fail(str(exc))
+    typer.echo(f"enrolled as {ident.device_name} ({ident.device_id}); identity saved in {sd}")
+    typer.echo(f"next: edge-agent run --state-dir {sd}" + (f" --profile {profile}" if profile else ""))
+
+
+@app.command()
+def run(
+    state_dir: Path = STATE_DIR_OPT,
+    profile: Optional[str] = PROFILE_OPT,
+    mqtt_protocol: Optional[str] = typer.Option(None, "--mqtt-protocol", help="Override the MQTT protocol from enrollment: 5 or 3.1.1."),
+    keepalive: Optional[int] = typer.Option(None, "--keepalive", help="Override the MQTT keepalive (seconds)."),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Connect to the broker, report the hardware, and stay connected (SIGTERM stops cleanly)."""
+    _logging(log_level)
+    from agent.daemon import AgentDaemon
+    from agent.identity import StateDirError
+    from agent.profile import ProfileError
+
+    if mqtt_protocol not in (None, "5", "3.1.1"):
+        _fail(f"--mqtt-protocol must be 5 or 3.1.1, not {mqtt_protocol!r}")
+    try:
+        daemon = AgentDaemon(state_dir, profile=profile, protocol=mqtt_protocol, keepalive_s=keepalive)
+    except (StateDirError, ProfileError, ValueError) as exc:
+        _fail(str(exc))
+
+    def on_signal(signum, frame):  # noqa: ANN001
+        daemon.stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.run()
+
+
+@app.command()
+def probe(
+    state_dir: Path = STATE_DIR_OPT,
+    profile: Optional[str] = PROFILE_OPT,
+) -> None:
+    """Print the hardware profile this agent would report, as JSON."""
+    from google.protobuf.json_format import MessageToDict
+
+    from agent.daemon import probe_hardware
+    from agent.identity import StateDirError, prepare_state_dir
+    from agent.profile import ProfileError
+
+    try:
+        hw = probe_hardware(prepare_state_dir(state_dir), profile)
+    except (StateDirError, ProfileError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(MessageToDict(hw, preserving_proto_field_name=True), indent=2))
+
+
+@app.command()
+def profiles() -> None:
+    """List the bundled hardware profiles."""
+    from agent.profile import bundled_profiles
+
+    for name in bundled_profiles():
+        typer.echo(name)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

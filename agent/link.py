@@ -1,0 +1,139 @@
+"""The agent's MQTT session: the device half of the protocol (coordinator/link.py is the other).
+
+Client id = device id. A retained last will says `offline`; every connect publishes a retained
+`online` and a fresh retained hello; a clean stop publishes a retained `stopped`. paho owns the
+reconnect backoff; callbacks only enqueue or publish and never raise.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Callable
+
+from agent.identity import Identity
+from agent.version import AGENT_VERSION
+from edgefleet import envelope, session, topics
+from edgefleet.v1 import device_pb2
+
+log = logging.getLogger(__name__)
+_STOP = object()
+
+
+def status_payload(device_id: str, state: int, reason: str = "") -> bytes:
+    return envelope.encode(device_id, status=device_pb2.Status(state=state, reason=reason, agent_version=AGENT_VERSION))
+
+
+class AgentLink:
+    def __init__(
+        self,
+        ident: Identity,
+        make_hello: Callable[[], device_pb2.Hello],
+        *,
+        on_command: Callable[[object], None] = lambda env: None,
+        protocol: str | None = None,
+        keepalive_s: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.ident = ident
+        self.device_id = ident.device_id
+        self.protocol = protocol or ident.mqtt.protocol
+        self.keepalive_s = keepalive_s or ident.mqtt.keepalive_s
+        self.address = session.parse_broker_url(ident.mqtt.url)
+        self._make_hello = make_hello
+        self._on_command = on_command
+        self._clock = clock
+        self.connected = threading.Event()
+        self.connects = 0
+        self._last_unreachable_log: float | None = None
+        self._inbox: queue.Queue = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="agent-commands", daemon=True)
+        self.client = session.make_client(ident.mqtt.client_id or self.device_id, self.protocol, username=ident.mqtt.username, password=ident.mqtt.password)
+        self.client.will_set(topics.status(self.device_id), status_payload(self.device_id, device_pb2.DEVICE_STATE_OFFLINE, "connection lost"), qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_message = self._on_message
+
+    def start(self) -> None:
+        self._worker.start()
+        log.info("connecting to %s as %s (MQTT %s, keepalive %ss)", self.address, self.device_id, self.protocol, self.keepalive_s)
+        session.connect_async(self.client, self.address, keepalive=self.keepalive_s, session_expiry_s=self.ident.mqtt.session_expiry_s)
+        self.client.loop_start()
+
+    def stop(self, reason: str = "agent stopped", timeout_s: float = 5.0) -> None:
+        """Say `stopped` (retained) when connected, then disconnect cleanly so the will is not sent."""
+        try:
+            if self.connected.is_set():
+                info = self.client.publish(
+                    topics.status(self.device_id), status_payload(self.device_id, device_pb2.DEVICE_STATE_STOPPED, reason), qos=1, retain=True
+                )
+                info.wait_for_publish(timeout=timeout_s)
+            self.client.disconnect()
+        except Exception as exc:  # noqa: BLE001 - stopping must finish
+            log.warning("could not publish stopped status: %s", exc)
+        finally:
+            self.client.loop_stop()
+            self._inbox.put(_STOP)
+            self._worker.join(timeout=timeout_s)
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False):
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    # paho callbacks: never raise.
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        try:
+            if session.reason_failed(reason_code):
+                log.error("broker %s refused device %s: %s", self.address, self.device_id, reason_code)
+                return
+            self.connects += 1
+            self._last_unreachable_log = None
+            client.subscribe([(topics.cmd(self.device_id), 1), (topics.blob(self.device_id), 1)])
+            client.publish(topics.status(self.device_id), status_payload(self.device_id, device_pb2.DEVICE_STATE_ONLINE), qos=1, retain=True)
+            hello = self._make_hello()
+            client.publish(topics.hello(self.device_id), envelope.encode(self.device_id, hello=hello), qos=1, retain=True)
+            self.connected.set()
+            log.info("online at %s (session present: %s)", self.address, getattr(flags, "session_present", "?"))
+        except Exception:  # noqa: BLE001
+            log.exception("on_connect failed")
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        try:
+            self.connected.clear()
+            log.warning("disconnected from %s (%s); reconnecting with backoff", self.address, reason_code)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        try:
+            now = self._clock()
+            if self._last_unreachable_log is None or now - self._last_unreachable_log >= 60:
+                self._last_unreachable_log = now
+                log.warning("broker %s unreachable; still retrying (backoff up to 30 s)", self.address)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            self._inbox.put_nowait((msg.topic, bytes(msg.payload)))
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _work(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is _STOP:
+                return
+            topic, payload = item
+            try:
+                env = envelope.decode(payload)
+                if env.device_id != self.device_id:
+                    log.warning("ignored a message on %s addressed to %s", topic, env.device_id)
+                    continue
+                self._on_command(env)
+            except envelope.BadPayload as exc:
+                log.warning("ignored a bad payload on %s: %s", topic, exc)
+            except Exception:  # noqa: BLE001
+                log.exception("command handling failed for %s", topic)
