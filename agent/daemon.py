@@ -14,13 +14,9 @@ log = logging.getLogger(__name__)
 
 
 def probe_hardware(state_dir: Path, profile: str | Path | None) -> hardware_pb2.HardwareProfile:
-    from agent.probe import probe
-    from agent.profile import apply_profile, load_profile
+    from agent.profile import probe_with_profile
 
-    hw = probe(state_dir)
-    if profile:
-        hw = apply_profile(hw, load_profile(profile), name=str(profile))
-    return hw
+    return probe_with_profile(state_dir, profile)
 
 
 class AgentDaemon:
