@@ -64,9 +64,16 @@ class EnrollmentConfig(_Section):
 
 
 class BrokerAuthConfig(_Section):
-    mode: Literal["none", "dynsec"] = Field("none", description="how device credentials reach the broker: none (anonymous broker) or dynsec (mosquitto dynamic security)")
+    mode: Literal["none", "dynsec", "password_file"] = Field(
+        "none",
+        description="how device credentials reach the broker: none (anonymous broker), dynsec (mosquitto dynamic security plugin) or password_file (mosquitto password_file + reload)",
+    )
     admin_username: str = Field("", description="dynsec admin user")
     admin_password: str = Field("", description="dynsec admin password (EDGEFLEET_BROKER_AUTH__ADMIN_PASSWORD)")
+    timeout_s: float = Field(10.0, gt=0, description="how long to wait for the broker to apply a credentials change")
+    password_file: str = Field("", description="password_file mode: the mosquitto password_file the coordinator rewrites")
+    reload_pid_file: str = Field("", description="password_file mode: mosquitto's pid_file; the coordinator sends it SIGHUP to reload")
+    reload_command: str = Field("", description="password_file mode: command that makes mosquitto reload, e.g. 'systemctl reload mosquitto'")
 
 
 class CoordinatorConfig(_Section):

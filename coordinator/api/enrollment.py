@@ -27,7 +27,7 @@ class EnrollmentService(admin_pb2_grpc.EnrollmentServicer):
         hardware = request.hardware if request.HasField("hardware") else None
         try:
             row = self.registry.enroll(
-                request.token, hardware, request.agent_version, before_commit=lambda r: self.broker_auth.provision(r.mqtt_username, password)
+                request.token, hardware, request.agent_version, before_commit=lambda r: self.broker_auth.provision(r.id, password)  # dynsec binds the client id to it
             )
         except TokenRejected as exc:
             log.warning("enrollment refused: %s", exc)

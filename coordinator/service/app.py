@@ -10,7 +10,7 @@ import grpc
 from coordinator.api.admin import AdminService
 from coordinator.api.enrollment import EnrollmentService
 from coordinator.auth import TOKEN_FILE, AdminTokenInterceptor, load_admin_token
-from coordinator.broker import make_broker_auth
+from coordinator.broker import BrokerAuthError, make_broker_auth
 from coordinator.config import CoordinatorConfig
 from coordinator.ingest import Ingest
 from coordinator.link import CoordinatorLink
@@ -79,6 +79,11 @@ class Coordinator:
         self.grpc_server = server
         if self.cfg.server.metrics_address:
             self._start_metrics()
+        if self.cfg.mqtt.username and hasattr(self.broker_auth, "ensure_coordinator_account"):
+            try:
+                self.broker_auth.ensure_coordinator_account(self.cfg.mqtt.username, self.cfg.mqtt.password)
+            except BrokerAuthError as exc:
+                log.warning("could not ensure the coordinator's broker account: %s", exc)
         # The admin API works while the broker is down; the link keeps retrying and logs that it does.
         self.link.start()
         log.info(
@@ -117,6 +122,7 @@ class Coordinator:
         if self.grpc_server is not None:
             self.grpc_server.stop(grace=2).wait(5)
         self.link.stop()
+        self.broker_auth.close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
         self.store.close()

@@ -37,13 +37,14 @@ def run(
     """
     cfg = _load(config)
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from coordinator.broker import BrokerAuthError
     from coordinator.service.app import Coordinator, StartupError
     from coordinator.store.db import StoreError
 
     try:
         coord = Coordinator(cfg)
         coord.start()
-    except (StartupError, StoreError) as exc:
+    except (StartupError, StoreError, BrokerAuthError) as exc:
         _fail(str(exc))
     stop = coord.stopped
 
