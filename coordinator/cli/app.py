@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from coordinator.cli import devices
+from coordinator.cli import demo, devices
 from coordinator.cli.context import GlobalOptions
 from coordinator.cli.errors import CliError
 
@@ -40,6 +40,7 @@ app = typer.Typer(
 )
 for _name, _group in GROUPS:
     app.add_typer(_group, name=_name)
+app.command("demo")(demo.demo)
 
 
 def _version(value: bool) -> None:

@@ -51,7 +51,7 @@ def runtime_text(hardware: Any) -> str:
     return f"{runtime.name} {runtime.version}".strip()
 
 
-def print_device_table(devices: Any, now: datetime | None = None) -> None:
+def device_table(devices: Any, now: datetime | None = None) -> Table:
     now = now or datetime.now(timezone.utc)
     table = new_table("NAME", "ID", "STATE", "LAST SEEN", "CLASS", "ARCH", "CORES", "MEM", "ACCEL", "RUNTIME", "LABELS")
     for d in devices:
@@ -70,10 +70,14 @@ def print_device_table(devices: Any, now: datetime | None = None) -> None:
             runtime_text(hw) if has_hw else "-",
             labels_text(d.labels),
         )
+    return table
+
+
+def print_device_table(devices: Any, now: datetime | None = None) -> None:
     if not devices:
         sys.stderr.write("No devices found.\n")
         return
-    print_table(table)
+    print_table(device_table(devices, now))
 
 
 def _kv_table(rows: list[tuple[str, str]]) -> Table:
