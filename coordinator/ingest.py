@@ -54,8 +54,11 @@ class Ingest:
         self.registry = registry
         self.metrics = metrics
         self.limiter = log_limiter or RateLimitedLog()
-        # Later subsystems (events, telemetry, transfers) register here by topic kind.
-        self.handlers: dict[str, Callable] = {topics.STATUS: self._on_status, topics.HELLO: self._on_hello}
+        # Subsystems register here by topic kind (telemetry, blob/req) and, for events, by event kind
+        # (install, profile_result, rejected, notice). A handler returns False for an unknown device.
+        # QoS 1 may deliver twice: handlers must be idempotent (by env.message_id where it matters).
+        self.handlers: dict[str, Callable] = {topics.STATUS: self._on_status, topics.HELLO: self._on_hello, topics.EVENT: self._on_event}
+        self.event_handlers: dict[str, Callable] = {}
 
     def handle(self, topic: str, payload: bytes) -> str:
         """Process one message; returns what happened (ok or the drop reason) for tests and metrics."""
@@ -96,6 +99,16 @@ class Ingest:
         if state is None:
             raise ValueError(f"status with state {env.status.state}")
         return self.registry.apply_status(env.device_id, state, env.status.reason)
+
+    def _on_event(self, env) -> bool:
+        kind = env.event.WhichOneof("kind")
+        handler = self.event_handlers.get(kind)
+        if handler is None:
+            if self.registry.find(env.device_id) is None:
+                return False
+            self.limiter.warning((env.device_id, "event:" + str(kind)), "no handler for %s events (from %s)", kind, env.device_id)
+            return True
+        return handler(env)
 
     def _on_hello(self, env) -> bool:
         hello = env.hello

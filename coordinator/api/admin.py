@@ -1,95 +1,40 @@
-"""The Admin gRPC service behind edgectl. Device calls are here; model, rollout and telemetry calls
-answer UNIMPLEMENTED until their subsystems land (see the open issues)."""
+"""The Admin gRPC service behind edgectl, composed of one mixin per area.
+
+Each area lives in its own module (devices.py, and models/rollouts/telemetry as they land) as a
+mixin using `self.ctx` (a ServiceContext). Methods no mixin implements answer UNIMPLEMENTED through
+the generated base class. An area that runs background work defines `start_<area>()` and
+`stop_<area>()`; start() and stop() call them in order.
+"""
 from __future__ import annotations
 
-import logging
-from typing import Callable
+from coordinator.api.devices import DeviceAdmin
+from coordinator.api.models import ModelAdmin
+from coordinator.api.rollouts import RolloutAdmin
+from coordinator.api.telemetry import TelemetryAdmin
+from coordinator.service.context import ServiceContext
+from edgefleet.v1 import admin_pb2_grpc
 
-import grpc
-
-from coordinator.api import convert
-from coordinator.broker import BrokerAuth
-from coordinator.store.devices import DeviceExists, DeviceNotFound, DeviceRegistry
-from edgefleet.labels import LabelError, check_label, parse_selector
-from edgefleet.v1 import admin_pb2, admin_pb2_grpc
-
-log = logging.getLogger(__name__)
+AREAS = (DeviceAdmin, ModelAdmin, RolloutAdmin, TelemetryAdmin)
 
 
-class AdminService(admin_pb2_grpc.AdminServicer):
-    def __init__(
-        self,
-        registry: DeviceRegistry,
-        *,
-        enroll_address: str,
-        token_ttl_s: int,
-        broker_auth: BrokerAuth,
-        on_removed: Callable[[str], None] = lambda device_id: None,
-    ):
-        self.registry = registry
-        self.enroll_address = enroll_address
-        self.token_ttl_s = token_ttl_s
-        self.broker_auth = broker_auth
-        self.on_removed = on_removed
+class AdminService(*AREAS, admin_pb2_grpc.AdminServicer):
+    def __init__(self, ctx: ServiceContext):
+        self.ctx = ctx
+        for area in AREAS:
+            setup = getattr(area, "setup_area", None)
+            if setup is not None:
+                setup(self)
 
-    def RegisterDevice(self, request, context):
-        labels = dict(request.labels)
-        try:
-            for k, v in labels.items():
-                check_label(k, v)
-            reg = self.registry.register(request.name, labels, request.token_ttl_s or self.token_ttl_s)
-        except LabelError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except DeviceExists as exc:
-            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        resp = admin_pb2.RegisterDeviceResponse(
-            device=convert.device(reg.device),
-            enrollment_token=reg.token,
-            enroll_command=f"edge-agent enroll --coordinator {self.enroll_address} --token {reg.token}",
-        )
-        resp.token_expires_at.CopyFrom(convert.ts(reg.expires_at))
-        log.info("registered device %s (%s)", reg.device.name, reg.device.id)
-        return resp
+    def _hooks(self, prefix: str):
+        for area in AREAS:
+            for name, fn in vars(area).items():
+                if name.startswith(prefix) and callable(fn):
+                    yield fn
 
-    def ListDevices(self, request, context):
-        try:
-            selector = parse_selector(request.selector)
-        except LabelError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        return admin_pb2.ListDevicesResponse(devices=[convert.device(r) for r in self.registry.list(selector)])
+    def start(self) -> None:
+        for fn in self._hooks("start_"):
+            fn(self)
 
-    def GetDevice(self, request, context):
-        row = self._get(request.ref, context)
-        msg = convert.device(row)
-        msg.hardware_history.extend(convert.hardware_change(h) for h in self.registry.hardware_history(row.id))
-        return msg
-
-    def LabelDevice(self, request, context):
-        try:
-            for k, v in request.set.items():
-                check_label(k, v)
-            row = self.registry.label(request.ref, dict(request.set), list(request.remove))
-        except LabelError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except DeviceNotFound as exc:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        return convert.device(row)
-
-    def RemoveDevice(self, request, context):
-        try:
-            row = self.registry.remove(request.ref)
-        except DeviceNotFound as exc:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        try:
-            self.broker_auth.revoke(row.id)
-        except Exception as exc:  # noqa: BLE001 - the device is gone from the registry either way
-            log.warning("could not revoke broker credentials of %s: %s", row.id, exc)
-        self.on_removed(row.id)
-        log.info("removed device %s (%s)", row.name, row.id)
-        return admin_pb2.RemoveDeviceResponse(id=row.id)
-
-    def _get(self, ref: str, context):
-        try:
-            return self.registry.get(ref)
-        except DeviceNotFound as exc:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+    def stop(self) -> None:
+        for fn in reversed(list(self._hooks("stop_"))):
+            fn(self)

@@ -16,13 +16,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from coordinator.cli import demo, devices
+from coordinator.cli import demo, devices, models, rollouts, telemetry
 from coordinator.cli.context import GlobalOptions
 from coordinator.cli.errors import CliError
 
 # (name, group app): the order is the order in `edgectl --help`.
 GROUPS: list[tuple[str, typer.Typer]] = [
     ("device", devices.app),
+    ("model", models.app),
+    ("rollout", rollouts.app),
 ]
 
 app = typer.Typer(
@@ -40,6 +42,7 @@ app = typer.Typer(
 )
 for _name, _group in GROUPS:
     app.add_typer(_group, name=_name)
+app.command("telemetry")(telemetry.telemetry)
 app.command("demo")(demo.demo)
 
 

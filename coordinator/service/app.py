@@ -15,6 +15,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.ingest import Ingest
 from coordinator.link import CoordinatorLink
 from coordinator.metrics import CoordinatorMetrics, DeviceStateCollector
+from coordinator.service.context import ServiceContext
 from coordinator.signing import Signer
 from coordinator.store.db import Store
 from coordinator.store.devices import DeviceRegistry
@@ -64,16 +65,19 @@ class Coordinator:
             raise StartupError(f"cannot listen on {self.cfg.server.grpc_address} for gRPC: {exc}") from None
         if not self.grpc_port:
             raise StartupError(f"cannot listen on {self.cfg.server.grpc_address} for gRPC (address in use?)")
-        admin_pb2_grpc.add_AdminServicer_to_server(
-            AdminService(
-                self.registry,
-                enroll_address=self._enroll_address(),
-                token_ttl_s=self.cfg.enrollment.token_ttl_s,
-                broker_auth=self.broker_auth,
-                on_removed=self.link.clear_retained,
-            ),
-            server,
+        self.ctx = ServiceContext(
+            cfg=self.cfg,
+            store=self.store,
+            registry=self.registry,
+            metrics=self.metrics,
+            link=self.link,
+            signer=self.signer,
+            broker_auth=self.broker_auth,
+            ingest=self.ingest,
+            enroll_address=self._enroll_address,
         )
+        self.admin = AdminService(self.ctx)
+        admin_pb2_grpc.add_AdminServicer_to_server(self.admin, server)
         admin_pb2_grpc.add_EnrollmentServicer_to_server(EnrollmentService(self.registry, self.cfg.mqtt, self.signer, self.broker_auth), server)
         server.start()
         self.grpc_server = server
@@ -84,6 +88,7 @@ class Coordinator:
                 self.broker_auth.ensure_coordinator_account(self.cfg.mqtt.username, self.cfg.mqtt.password)
             except BrokerAuthError as exc:
                 log.warning("could not ensure the coordinator's broker account: %s", exc)
+        self.admin.start()
         # The admin API works while the broker is down; the link keeps retrying and logs that it does.
         self.link.start()
         log.info(
@@ -121,6 +126,7 @@ class Coordinator:
     def stop(self) -> None:
         if self.grpc_server is not None:
             self.grpc_server.stop(grace=2).wait(5)
+            self.admin.stop()
         self.link.stop()
         self.broker_auth.close()
         if self._metrics_server is not None:

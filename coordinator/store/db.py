@@ -9,6 +9,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from coordinator.store import model_tables, rollout_tables, telemetry_tables  # noqa: F401 - tables register on Base
 from coordinator.store.schema import Base
 
 

@@ -1,0 +1,8 @@
+"""Admin API, rollouts. A mixin of AdminService (coordinator/api/admin.py); uses self.ctx."""
+from __future__ import annotations
+
+from coordinator.service.context import ServiceContext
+
+
+class RolloutAdmin:
+    ctx: ServiceContext

@@ -1,0 +1,4 @@
+"""Tables for rollouts (imported by store/db.py so that create_all sees them)."""
+from __future__ import annotations
+
+from coordinator.store.schema import Base  # noqa: F401
