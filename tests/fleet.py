@@ -135,7 +135,7 @@ class CoordinatorProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = Process([script("edge-coordinator"), "run"], self.env(), self.data_dir / "coordinator.log")
         line = self.process.wait_line(lambda l: l.startswith("edge-coordinator ready"), timeout)
-        fields = dict(part.split("=", 1) for part in line.split()[2:])
+        fields = dict(part.split("=", 1) for part in line.split()[2:] if "=" in part)
         self.grpc_address = fields["grpc"]
         self.metrics_port = int(fields["metrics_port"])
         self.token = Path(fields["token_file"]).read_text().strip()

@@ -153,7 +153,7 @@ class DemoFleet:
         child = Child("edge-coordinator", [_script("edge-coordinator"), "run"], env, self.workdir / "coordinator.log")
         self.children.append(child)
         line = child.wait_for_line("edge-coordinator ready", 60)
-        fields = dict(part.split("=", 1) for part in line.split()[2:])
+        fields = dict(part.split("=", 1) for part in line.split()[2:] if "=" in part)
         self.grpc_address = fields["grpc"]
         self.token_file = fields["token_file"]
         self.token = Path(self.token_file).read_text().strip()

@@ -55,7 +55,10 @@ def run(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # Tests and scripts read this line to learn the bound addresses.
-    print(f"edge-coordinator ready grpc={coord.grpc_address} metrics_port={coord.metrics_port} token_file={coord.token_path}", flush=True)
+    # One write call: with unbuffered stdout, print() writes the newline separately and a log line on a
+    # shared pipe could land in between.
+    sys.stdout.write(f"edge-coordinator ready grpc={coord.grpc_address} metrics_port={coord.metrics_port} token_file={coord.token_path}\n")
+    sys.stdout.flush()
     while not stop.wait(1.0):
         pass
     coord.stop()
