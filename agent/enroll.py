@@ -25,6 +25,8 @@ def enroll(coordinator: str, token: str, state_dir: Path, hardware: hardware_pb2
             resp = stub.Enroll(admin_pb2.EnrollRequest(token=token, hardware=hardware, agent_version=AGENT_VERSION), timeout=timeout_s)
         except grpc.RpcError as exc:
             code = exc.code()
+            if (exc.details() or "").startswith("the broker refused"):
+                raise EnrollError(f"the coordinator could not create this device's broker account: {exc.details()}") from None
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise EnrollError(f"cannot reach the coordinator at {coordinator}: {exc.details()}") from None
             raise EnrollError(f"the coordinator refused enrollment: {exc.details()}") from None
