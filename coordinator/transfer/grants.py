@@ -1,0 +1,37 @@
+"""Which blobs each device may fetch: a model artifact or golden set becomes fetchable by a device
+when a manifest naming it is issued to that device, and by no one else."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from coordinator.store.db import Store
+from coordinator.store.rollout_tables import BlobGrantRow
+from coordinator.transfer.upsert import dialect_insert
+
+
+def grant(session: Session, device_id: str, sha256: str, *, sequence: int, at: datetime) -> None:
+    """Record (idempotently) that the device may fetch the blob, inside the caller's transaction."""
+    stmt = dialect_insert(session, BlobGrantRow).values(device_id=device_id, sha256=sha256, granted_at=at, sequence=sequence)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["device_id", "sha256"]))
+
+
+class BlobGrants:
+    def __init__(self, store: Store):
+        self.store = store
+
+    def allowed(self, device_id: str, sha256: str) -> bool:
+        with self.store.session() as s:
+            q = select(BlobGrantRow.sequence).where(BlobGrantRow.device_id == device_id, BlobGrantRow.sha256 == sha256)
+            return s.scalar(q) is not None
+
+    def for_device(self, device_id: str) -> list[str]:
+        with self.store.session() as s:
+            return list(s.scalars(select(BlobGrantRow.sha256).where(BlobGrantRow.device_id == device_id).order_by(BlobGrantRow.granted_at)))
+
+    def revoke_device(self, device_id: str) -> int:
+        """Forget every grant of a device (it was removed); returns how many there were."""
+        with self.store.session() as s:
+            return s.execute(delete(BlobGrantRow).where(BlobGrantRow.device_id == device_id)).rowcount
