@@ -113,4 +113,4 @@ class Ingest:
     def _on_hello(self, env) -> bool:
         hello = env.hello
         active = hello.active_model.SerializeToString() if hello.HasField("active_model") else None
-        return self.registry.apply_hello(env.device_id, hello.hardware, hello.agent_version, active)
+        return self.registry.apply_hello(env.device_id, hello.hardware, hello.agent_version, active, hello.last_manifest_sequence)

@@ -196,7 +196,14 @@ class DeviceRegistry:
                 row.last_seen = now
             return True
 
-    def apply_hello(self, device_id: str, hardware: hardware_pb2.HardwareProfile, agent_version: str, active_model: bytes | None = None) -> bool:
+    def apply_hello(
+        self,
+        device_id: str,
+        hardware: hardware_pb2.HardwareProfile,
+        agent_version: str,
+        active_model: bytes | None = None,
+        manifest_sequence: int = 0,
+    ) -> bool:
         now = self.clock()
         with self.store.session() as s:
             row = s.get(DeviceRow, device_id)
@@ -207,6 +214,7 @@ class DeviceRegistry:
             row.last_seen = now
             if active_model:
                 row.active_model = active_model
+            row.manifest_sequence = max(row.manifest_sequence or 0, manifest_sequence)
             return True
 
     def touch(self, device_id: str) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -27,6 +27,8 @@ class DeviceRow(Base):
     agent_version: Mapped[str] = mapped_column(String(64), default="", nullable=False)
     active_model: Mapped[bytes | None] = mapped_column(LargeBinary)   # ActiveModel
     mqtt_username: Mapped[str] = mapped_column(String(128), default="", nullable=False)
+    # Highest manifest sequence the device says it accepted (hello): new manifests must go above it.
+    manifest_sequence: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
 
 
 class EnrollmentTokenRow(Base):

@@ -117,6 +117,9 @@ def test_status_and_hello_record_state_and_hardware_history(registry, clock):
     assert [h.changed for h in history] == [["*"], ["cpu.cores_logical", "hardware_class"]]
     assert registry.apply_status(dev.id, "offline")
     assert [s.state for s in registry.status_history(dev.id)] == ["online", "offline"]
+    registry.apply_hello(dev.id, hw(cores=8), "0.1.1", manifest_sequence=7)
+    registry.apply_hello(dev.id, hw(cores=8), "0.1.1", manifest_sequence=3)  # an older hello never lowers it
+    assert registry.get(dev.id).manifest_sequence == 7
     assert not registry.apply_status("d-unknown", "online")
     assert not registry.apply_hello("d-unknown", hw(), "0.1")
 
