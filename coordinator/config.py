@@ -76,6 +76,29 @@ class BrokerAuthConfig(_Section):
     reload_command: str = Field("", description="password_file mode: command that makes mosquitto reload, e.g. 'systemctl reload mosquitto'")
 
 
+class ModelsConfig(_Section):
+    max_model_bytes: int = Field(512 * 1024**2, ge=1, description="largest model upload accepted (a SavedModel counts zipped); checked while receiving, before any worker runs")
+    max_data_bytes: int = Field(2 * 1024**3, ge=1, description="largest .npz data upload accepted")
+    workers: int = Field(1, ge=1, le=64, description="optimization jobs run at the same time (each is a TensorFlow process)")
+    job_timeout_s: float = Field(3 * 3600.0, gt=0, description="an optimization job still running after this long is killed and marked failed")
+    artifacts_dir: str = Field("", description="content-addressed store of uploads and variants; empty means <data_dir>/artifacts (share it between replicas)")
+    worker_command: str = Field("", description="command line of the optimizer worker; empty means '<this python> -m coordinator.optimize.worker'")
+
+
+class TelemetryConfig(_Section):
+    """Telemetry ingest and retention (see docs/telemetry.md and coordinator/telemetry/retention.py)."""
+
+    batch_size: int = Field(500, ge=1, le=100_000, description="telemetry rows written per transaction, at most")
+    flush_interval_s: float = Field(0.5, gt=0, le=60, description="longest a received report waits before it is written")
+    queue_size: int = Field(100_000, ge=100, description="reports waiting for the writer; when full, ingest waits (nothing is dropped)")
+    raw_retention_h: float = Field(48.0, gt=0, description="raw windows older than this are rolled up (when rollup_interval_s > 0) and deleted")
+    rollup_interval_s: int = Field(300, ge=0, description="length of a downsampled rollup bucket; 0 keeps no rollups (raw rows past retention are just deleted)")
+    rollup_retention_h: float = Field(24.0 * 90, gt=0, description="rollups older than this are deleted")
+    maintenance_interval_s: float = Field(60.0, gt=0, description="how often the writer rolls up and deletes old telemetry")
+    max_future_s: float = Field(300.0, ge=0, description="reports whose window ends further in the future than this (device clock skew) are dropped")
+    live_window_s: float = Field(300.0, gt=0, description="/metrics fleet gauges count a device's latest report only when it ended within this many seconds")
+
+
 class CoordinatorConfig(_Section):
     data_dir: Path = Field(Path("~/.local/share/edgefleet/coordinator"), description="admin token, signing key, SQLite store, artifacts")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
@@ -84,6 +107,8 @@ class CoordinatorConfig(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     enrollment: EnrollmentConfig = Field(default_factory=EnrollmentConfig)
     broker_auth: BrokerAuthConfig = Field(default_factory=BrokerAuthConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @property
     def data_path(self) -> Path:

@@ -4,14 +4,25 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from edgefleet.v1 import device_pb2 as _device_pb2
 from edgefleet.v1 import events_pb2 as _events_pb2
 from edgefleet.v1 import hardware_pb2 as _hardware_pb2
+from edgefleet.v1 import manifest_pb2 as _manifest_pb2
 from edgefleet.v1 import telemetry_pb2 as _telemetry_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class TelemetryView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TELEMETRY_VIEW_LATEST: _ClassVar[TelemetryView]
+    TELEMETRY_VIEW_SUMMARY: _ClassVar[TelemetryView]
+    TELEMETRY_VIEW_SERIES: _ClassVar[TelemetryView]
+TELEMETRY_VIEW_LATEST: TelemetryView
+TELEMETRY_VIEW_SUMMARY: TelemetryView
+TELEMETRY_VIEW_SERIES: TelemetryView
 
 class EnrollRequest(_message.Message):
     __slots__ = ("token", "hardware", "agent_version")
@@ -207,18 +218,24 @@ class PushModelChunk(_message.Message):
     def __init__(self, header: _Optional[_Union[PushModelHeader, _Mapping]] = ..., model: _Optional[_Union[FileChunk, _Mapping]] = ..., data: _Optional[_Union[FileChunk, _Mapping]] = ..., recipe: _Optional[_Union[FileChunk, _Mapping]] = ..., spec: _Optional[_Union[FileChunk, _Mapping]] = ...) -> None: ...
 
 class PushModelHeader(_message.Message):
-    __slots__ = ("name", "version", "filename", "task", "recipe")
+    __slots__ = ("name", "version", "filename", "task", "recipe", "data_filename", "recipe_filename", "spec_filename")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FILENAME_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_FILENAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FILENAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     filename: str
     task: str
     recipe: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., filename: _Optional[str] = ..., task: _Optional[str] = ..., recipe: _Optional[str] = ...) -> None: ...
+    data_filename: str
+    recipe_filename: str
+    spec_filename: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., filename: _Optional[str] = ..., task: _Optional[str] = ..., recipe: _Optional[str] = ..., data_filename: _Optional[str] = ..., recipe_filename: _Optional[str] = ..., spec_filename: _Optional[str] = ...) -> None: ...
 
 class FileChunk(_message.Message):
     __slots__ = ("data",)
@@ -281,7 +298,7 @@ class GetModelRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("name", "version", "sha256", "task", "metric_name", "state", "created_at", "variants", "source_format", "job_id")
+    __slots__ = ("name", "version", "sha256", "task", "metric_name", "state", "created_at", "variants", "source_format", "job_id", "error", "recipe", "data_sha256", "baseline_id", "notes", "model_bytes", "model_flavor", "model_filename")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -292,6 +309,14 @@ class ModelVersion(_message.Message):
     VARIANTS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_SHA256_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FLAVOR_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FILENAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     sha256: str
@@ -302,20 +327,30 @@ class ModelVersion(_message.Message):
     variants: _containers.RepeatedCompositeFieldContainer[Variant]
     source_format: str
     job_id: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., task: _Optional[str] = ..., metric_name: _Optional[str] = ..., state: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variants: _Optional[_Iterable[_Union[Variant, _Mapping]]] = ..., source_format: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
+    error: str
+    recipe: str
+    data_sha256: str
+    baseline_id: str
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    model_bytes: int
+    model_flavor: str
+    model_filename: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., task: _Optional[str] = ..., metric_name: _Optional[str] = ..., state: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variants: _Optional[_Iterable[_Union[Variant, _Mapping]]] = ..., source_format: _Optional[str] = ..., job_id: _Optional[str] = ..., error: _Optional[str] = ..., recipe: _Optional[str] = ..., data_sha256: _Optional[str] = ..., baseline_id: _Optional[str] = ..., notes: _Optional[_Iterable[str]] = ..., model_bytes: _Optional[int] = ..., model_flavor: _Optional[str] = ..., model_filename: _Optional[str] = ...) -> None: ...
 
 class EdgeTpuFit(_message.Message):
-    __slots__ = ("status", "detail", "mapped_fraction")
+    __slots__ = ("status", "detail", "mapped_fraction", "compiled_sha256")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     MAPPED_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    COMPILED_SHA256_FIELD_NUMBER: _ClassVar[int]
     status: str
     detail: str
     mapped_fraction: float
-    def __init__(self, status: _Optional[str] = ..., detail: _Optional[str] = ..., mapped_fraction: _Optional[float] = ...) -> None: ...
+    compiled_sha256: str
+    def __init__(self, status: _Optional[str] = ..., detail: _Optional[str] = ..., mapped_fraction: _Optional[float] = ..., compiled_sha256: _Optional[str] = ...) -> None: ...
 
 class Variant(_message.Message):
-    __slots__ = ("id", "technique", "sha256", "size_bytes", "gzip_bytes", "metric", "latency_p50_ms", "latency_p95_ms", "peak_memory_bytes", "ops", "input_dtype", "output_dtype", "edgetpu", "figures", "error", "skipped", "input_features")
+    __slots__ = ("id", "technique", "sha256", "size_bytes", "gzip_bytes", "metric", "latency_p50_ms", "latency_p95_ms", "peak_memory_bytes", "ops", "input_dtype", "output_dtype", "edgetpu", "figures", "error", "skipped", "input_features", "inputs", "outputs", "params")
     class FiguresEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +358,13 @@ class Variant(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     TECHNIQUE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -340,6 +382,9 @@ class Variant(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
     INPUT_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
     id: str
     technique: str
     sha256: str
@@ -357,7 +402,10 @@ class Variant(_message.Message):
     error: str
     skipped: str
     input_features: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, id: _Optional[str] = ..., technique: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., gzip_bytes: _Optional[int] = ..., metric: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., peak_memory_bytes: _Optional[int] = ..., ops: _Optional[_Iterable[str]] = ..., input_dtype: _Optional[str] = ..., output_dtype: _Optional[str] = ..., edgetpu: _Optional[_Union[EdgeTpuFit, _Mapping]] = ..., figures: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ..., skipped: _Optional[str] = ..., input_features: _Optional[_Iterable[int]] = ...) -> None: ...
+    inputs: _containers.RepeatedCompositeFieldContainer[_manifest_pb2.TensorSpec]
+    outputs: _containers.RepeatedCompositeFieldContainer[_manifest_pb2.TensorSpec]
+    params: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., technique: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., gzip_bytes: _Optional[int] = ..., metric: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., peak_memory_bytes: _Optional[int] = ..., ops: _Optional[_Iterable[str]] = ..., input_dtype: _Optional[str] = ..., output_dtype: _Optional[str] = ..., edgetpu: _Optional[_Union[EdgeTpuFit, _Mapping]] = ..., figures: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ..., skipped: _Optional[str] = ..., input_features: _Optional[_Iterable[int]] = ..., inputs: _Optional[_Iterable[_Union[_manifest_pb2.TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[_manifest_pb2.TensorSpec, _Mapping]]] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ExportVariantRequest(_message.Message):
     __slots__ = ("ref", "variant_id")
@@ -495,35 +543,89 @@ class ControlRolloutRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., action: _Optional[str] = ...) -> None: ...
 
 class TelemetryQuery(_message.Message):
-    __slots__ = ("selector", "model", "since", "until", "device")
+    __slots__ = ("selector", "model", "since", "until", "device", "view", "limit", "include_histograms")
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_HISTOGRAMS_FIELD_NUMBER: _ClassVar[int]
     selector: str
     model: str
     since: _timestamp_pb2.Timestamp
     until: _timestamp_pb2.Timestamp
     device: str
-    def __init__(self, selector: _Optional[str] = ..., model: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., device: _Optional[str] = ...) -> None: ...
+    view: TelemetryView
+    limit: int
+    include_histograms: bool
+    def __init__(self, selector: _Optional[str] = ..., model: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., device: _Optional[str] = ..., view: _Optional[_Union[TelemetryView, str]] = ..., limit: _Optional[int] = ..., include_histograms: _Optional[bool] = ...) -> None: ...
 
 class TelemetryRow(_message.Message):
-    __slots__ = ("device_id", "device_name", "at", "model", "system")
+    __slots__ = ("device_id", "device_name", "at", "model", "system", "window_start", "windows", "outbox_dropped", "rolled_up")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    ROLLED_UP_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     device_name: str
     at: _timestamp_pb2.Timestamp
     model: _telemetry_pb2.ModelTelemetry
     system: _telemetry_pb2.SystemTelemetry
-    def __init__(self, device_id: _Optional[str] = ..., device_name: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., model: _Optional[_Union[_telemetry_pb2.ModelTelemetry, _Mapping]] = ..., system: _Optional[_Union[_telemetry_pb2.SystemTelemetry, _Mapping]] = ...) -> None: ...
+    window_start: _timestamp_pb2.Timestamp
+    windows: int
+    outbox_dropped: int
+    rolled_up: bool
+    def __init__(self, device_id: _Optional[str] = ..., device_name: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., model: _Optional[_Union[_telemetry_pb2.ModelTelemetry, _Mapping]] = ..., system: _Optional[_Union[_telemetry_pb2.SystemTelemetry, _Mapping]] = ..., window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., windows: _Optional[int] = ..., outbox_dropped: _Optional[int] = ..., rolled_up: _Optional[bool] = ...) -> None: ...
+
+class FleetModelTelemetry(_message.Message):
+    __slots__ = ("model", "version", "devices", "requests", "errors", "inferences_per_s", "p50_ms", "p95_ms", "p99_ms", "energy_per_inference_mj", "energy_devices", "golden_accuracy", "golden_count", "online_accuracy", "online_count", "mean_confidence", "drift_max")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    INFERENCES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    P50_MS_FIELD_NUMBER: _ClassVar[int]
+    P95_MS_FIELD_NUMBER: _ClassVar[int]
+    P99_MS_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_PER_INFERENCE_MJ_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_DEVICES_FIELD_NUMBER: _ClassVar[int]
+    GOLDEN_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    GOLDEN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEAN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_MAX_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    devices: int
+    requests: int
+    errors: int
+    inferences_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    energy_per_inference_mj: float
+    energy_devices: int
+    golden_accuracy: float
+    golden_count: int
+    online_accuracy: float
+    online_count: int
+    mean_confidence: float
+    drift_max: float
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., devices: _Optional[int] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., inferences_per_s: _Optional[float] = ..., p50_ms: _Optional[float] = ..., p95_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., energy_per_inference_mj: _Optional[float] = ..., energy_devices: _Optional[int] = ..., golden_accuracy: _Optional[float] = ..., golden_count: _Optional[int] = ..., online_accuracy: _Optional[float] = ..., online_count: _Optional[int] = ..., mean_confidence: _Optional[float] = ..., drift_max: _Optional[float] = ...) -> None: ...
 
 class TelemetryResponse(_message.Message):
-    __slots__ = ("rows",)
+    __slots__ = ("rows", "fleet")
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    FLEET_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[TelemetryRow]
-    def __init__(self, rows: _Optional[_Iterable[_Union[TelemetryRow, _Mapping]]] = ...) -> None: ...
+    fleet: _containers.RepeatedCompositeFieldContainer[FleetModelTelemetry]
+    def __init__(self, rows: _Optional[_Iterable[_Union[TelemetryRow, _Mapping]]] = ..., fleet: _Optional[_Iterable[_Union[FleetModelTelemetry, _Mapping]]] = ...) -> None: ...

@@ -168,6 +168,11 @@ class AdminStub:
                 request_serializer=edgefleet_dot_v1_dot_admin__pb2.ExportVariantRequest.SerializeToString,
                 response_deserializer=edgefleet_dot_v1_dot_admin__pb2.FileChunk.FromString,
                 _registered_method=True)
+        self.PlotModel = channel.unary_stream(
+                '/edgefleet.v1.Admin/PlotModel',
+                request_serializer=edgefleet_dot_v1_dot_admin__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_v1_dot_admin__pb2.FileChunk.FromString,
+                _registered_method=True)
         self.ProfileModel = channel.unary_unary(
                 '/edgefleet.v1.Admin/ProfileModel',
                 request_serializer=edgefleet_dot_v1_dot_admin__pb2.ProfileModelRequest.SerializeToString,
@@ -278,6 +283,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlotModel(self, request, context):
+        """PNG of metric against latency and size, Pareto front marked (rendered by the coordinator).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ProfileModel(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -379,6 +391,11 @@ def add_AdminServicer_to_server(servicer, server):
             'ExportVariant': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportVariant,
                     request_deserializer=edgefleet_dot_v1_dot_admin__pb2.ExportVariantRequest.FromString,
+                    response_serializer=edgefleet_dot_v1_dot_admin__pb2.FileChunk.SerializeToString,
+            ),
+            'PlotModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.PlotModel,
+                    request_deserializer=edgefleet_dot_v1_dot_admin__pb2.GetModelRequest.FromString,
                     response_serializer=edgefleet_dot_v1_dot_admin__pb2.FileChunk.SerializeToString,
             ),
             'ProfileModel': grpc.unary_unary_rpc_method_handler(
@@ -694,6 +711,33 @@ class Admin:
             target,
             '/edgefleet.v1.Admin/ExportVariant',
             edgefleet_dot_v1_dot_admin__pb2.ExportVariantRequest.SerializeToString,
+            edgefleet_dot_v1_dot_admin__pb2.FileChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlotModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/edgefleet.v1.Admin/PlotModel',
+            edgefleet_dot_v1_dot_admin__pb2.GetModelRequest.SerializeToString,
             edgefleet_dot_v1_dot_admin__pb2.FileChunk.FromString,
             options,
             channel_credentials,
