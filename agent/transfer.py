@@ -1,0 +1,293 @@
+"""Chunked, flow-controlled, resumable blob transfer over MQTT (the device half).
+
+The agent asks for chunks with `BlobRequest{sha256, offsets, chunk_size}` on .../blob/req and the
+coordinator answers each offset with a `BlobChunk` on .../blob. The `Fetcher` keeps at most `window`
+chunks outstanding across all downloads, asks again for a chunk not received within `timeout_s`
+(on an injectable clock), and drops a chunk that does not fit (wrong digest, offset or length) so it
+is asked for again.
+
+A `BlobDownload` writes chunks straight into `<sha256>.part` at their offsets and appends each offset
+to `<sha256>.have` (8 bytes per chunk). After a disconnect or an agent restart it reopens both and
+only missing chunks are fetched. Neither file is fsynced per chunk: a killed process loses nothing the
+kernel already has, and after a power cut the whole-file SHA-256 check catches any chunk the journal
+claims but the disk lost; the blob is then fetched again (`reset`).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from edgefleet.v1 import transfer_pb2
+
+log = logging.getLogger(__name__)
+
+PART_SUFFIX = ".part"
+JOURNAL_SUFFIX = ".have"
+_OFFSET = struct.Struct("<Q")
+
+
+class TransferError(RuntimeError):
+    """A download that cannot go on (disk full, unwritable directory); the message says why."""
+
+
+class BlobDownload:
+    def __init__(self, directory: Path, sha256: str, size: int, chunk_size: int) -> None:
+        if size <= 0 or chunk_size <= 0:
+            raise ValueError(f"blob {sha256[:12]}: size and chunk_size must be above 0, got {size} and {chunk_size}")
+        self.directory = Path(directory)
+        self.sha256 = sha256
+        self.size = size
+        self.chunk_size = chunk_size
+        self.part_path = self.directory / (sha256 + PART_SUFFIX)
+        self.journal_path = self.directory / (sha256 + JOURNAL_SUFFIX)
+        self.count = (size + chunk_size - 1) // chunk_size
+        self.have: set[int] = set()
+        self._low = 0     # no chunk below this index is missing
+        self.resumed = 0  # chunks found on disk when opened
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._open()
+        except OSError as exc:
+            raise TransferError(f"cannot open the download of {sha256[:12]} in {self.directory}: {exc.strerror or exc}") from None
+
+    def _open(self) -> None:
+        if self.part_path.is_file() and self.part_path.stat().st_size == self.size and self.journal_path.is_file():
+            raw = self.journal_path.read_bytes()
+            whole = len(raw) - len(raw) % _OFFSET.size  # a torn last record is ignored: that chunk is fetched again
+            for (offset,) in _OFFSET.iter_unpack(raw[:whole]):
+                if self.expected_length(offset) is not None:
+                    self.have.add(offset)
+            self.resumed = len(self.have)
+            self._part = os.open(self.part_path, os.O_RDWR)
+            self._journal = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND)
+            if whole != len(raw):
+                os.ftruncate(self._journal, whole)
+            return
+        self._create()
+
+    def _create(self) -> None:
+        self.have = set()
+        self._low = 0
+        self._part = os.open(self.part_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.ftruncate(self._part, self.size)  # sparse: disk blocks are taken as chunks arrive
+        self._journal = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+
+    # -- state --------------------------------------------------------------------------------
+
+    def expected_length(self, offset: int) -> int | None:
+        """The length a chunk at `offset` must have, or None when no chunk starts there."""
+        if offset < 0 or offset >= self.size or offset % self.chunk_size:
+            return None
+        return min(self.chunk_size, self.size - offset)
+
+    def missing(self) -> list[int]:
+        return list(self.iter_missing())
+
+    def iter_missing(self) -> Iterator[int]:
+        """Missing offsets, lowest first; cheap to call per chunk (skips the received prefix)."""
+        while self._low < self.count and self._low * self.chunk_size in self.have:
+            self._low += 1
+        for i in range(self._low, self.count):
+            offset = i * self.chunk_size
+            if offset not in self.have:
+                yield offset
+
+    @property
+    def complete(self) -> bool:
+        return len(self.have) == self.count
+
+    @property
+    def bytes_done(self) -> int:
+        last = (self.count - 1) * self.chunk_size
+        return len(self.have) * self.chunk_size - (self.count * self.chunk_size - self.size if last in self.have else 0)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(self, offset: int, data: bytes) -> bool:
+        """Store one chunk (checked by the caller); False when it was already there (a duplicate)."""
+        if offset in self.have:
+            return False
+        try:
+            view = memoryview(data)
+            position = offset
+            while view:
+                written = os.pwrite(self._part, view, position)
+                view, position = view[written:], position + written
+            os.write(self._journal, _OFFSET.pack(offset))
+        except OSError as exc:
+            raise TransferError(f"cannot write the download of {self.sha256[:12]}: {exc.strerror or exc}") from None
+        self.have.add(offset)
+        return True
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        with open(self.part_path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    def sync(self) -> None:
+        os.fsync(self._part)
+        os.fsync(self._journal)
+
+    def reset(self) -> None:
+        """Discard everything received (the digest did not match) and start over."""
+        self.close()
+        self._create()
+
+    def close(self) -> None:
+        for fd in (getattr(self, "_part", None), getattr(self, "_journal", None)):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._part = self._journal = None
+
+    def remove(self) -> None:
+        """Close and delete both files (the blob was moved away, or is not wanted any more)."""
+        self.close()
+        self.part_path.unlink(missing_ok=True)
+        self.journal_path.unlink(missing_ok=True)
+
+    def detach_part(self) -> Path:
+        """Close, drop the journal and hand over the .part file (to be moved into a slot)."""
+        self.close()
+        self.journal_path.unlink(missing_ok=True)
+        return self.part_path
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    kind: str                              # stored | duplicate | dropped | error | unknown
+    download: BlobDownload | None = None
+    reason: str = ""
+
+
+class Fetcher:
+    """Asks for the missing chunks of its downloads, W at a time, in the order downloads were added."""
+
+    def __init__(
+        self,
+        send: Callable[[transfer_pb2.BlobRequest], None],
+        *,
+        clock: Callable[[], float],
+        window: int = 8,
+        timeout_s: float = 10.0,
+    ) -> None:
+        if window < 1:
+            raise ValueError(f"window must be at least 1, got {window}")
+        if timeout_s <= 0:
+            raise ValueError(f"chunk timeout must be above 0, got {timeout_s}")
+        self._send = send
+        self._clock = clock
+        self.window = window
+        self.timeout_s = timeout_s
+        self._downloads: dict[str, BlobDownload] = {}
+        self._outstanding: dict[tuple[str, int], float] = {}   # (sha256, offset) -> when asked
+        self.requested = 0      # chunk requests sent, including repeats
+        self.rerequested = 0    # of which repeats after a timeout, a reconnect or a bad chunk
+        self.dropped = 0        # chunks that did not fit
+        self.duplicates = 0
+
+    # -- downloads ----------------------------------------------------------------------------
+
+    def add(self, download: BlobDownload) -> None:
+        self._downloads[download.sha256] = download
+
+    def get(self, sha256: str) -> BlobDownload | None:
+        return self._downloads.get(sha256)
+
+    def discard(self, sha256: str) -> None:
+        self._downloads.pop(sha256, None)
+        for key in [k for k in self._outstanding if k[0] == sha256]:
+            del self._outstanding[key]
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._outstanding)
+
+    def outstanding_offsets(self, sha256: str) -> list[int]:
+        return sorted(offset for sha, offset in self._outstanding if sha == sha256)
+
+    # -- flow ---------------------------------------------------------------------------------
+
+    def pump(self) -> int:
+        """Ask for missing chunks until `window` are outstanding; returns how many were asked for."""
+        free = self.window - len(self._outstanding)
+        if free <= 0:
+            return 0
+        now = self._clock()
+        requests = []
+        for sha, download in self._downloads.items():
+            if free <= 0:
+                break
+            batch = []
+            for offset in download.iter_missing():
+                if free <= 0:
+                    break
+                if (sha, offset) in self._outstanding:
+                    continue
+                batch.append(offset)
+                self._outstanding[(sha, offset)] = now
+                free -= 1
+            if batch:
+                requests.append(transfer_pb2.BlobRequest(sha256=sha, offsets=batch, chunk_size=download.chunk_size))
+        asked = sum(len(r.offsets) for r in requests)
+        self.requested += asked
+        for request in requests:  # after the loop: sending may hand back chunks that change the downloads
+            self._send(request)
+        return asked
+
+    def expire(self) -> int:
+        """Ask again for chunks outstanding longer than the timeout; returns how many."""
+        now = self._clock()
+        late = [key for key, asked_at in self._outstanding.items() if now - asked_at >= self.timeout_s]
+        for key in late:
+            del self._outstanding[key]
+        if late:
+            self.rerequested += len(late)
+            log.info("%d chunk(s) not received within %gs; asking again", len(late), self.timeout_s)
+            self.pump()
+        return len(late)
+
+    def forget_outstanding(self) -> None:
+        """After a reconnect: answers to earlier requests may be lost, ask again for everything missing."""
+        self.rerequested += len(self._outstanding)
+        self._outstanding.clear()
+        self.pump()
+
+    def on_chunk(self, chunk: transfer_pb2.BlobChunk) -> ChunkOutcome:
+        download = self._downloads.get(chunk.sha256)
+        if download is None:
+            return ChunkOutcome("unknown", reason=f"no download of blob {chunk.sha256[:12] or '(none)'} in progress")
+        key = (chunk.sha256, chunk.offset)
+        if chunk.error:
+            self._outstanding.pop(key, None)
+            return ChunkOutcome("error", download, f"coordinator could not serve blob {chunk.sha256[:12]}: {chunk.error}")
+        expected = download.expected_length(chunk.offset)
+        reason = ""
+        if chunk.total_size and chunk.total_size != download.size:
+            reason = f"total_size {chunk.total_size} but the manifest says {download.size}"
+        elif expected is None:
+            reason = f"offset {chunk.offset} is not a chunk boundary below {download.size}"
+        elif len(chunk.data) != expected:
+            reason = f"chunk at offset {chunk.offset} has {len(chunk.data)} bytes, expected {expected}"
+        if reason:
+            self.dropped += 1
+            if key in self._outstanding:  # ask again now rather than after the timeout
+                del self._outstanding[key]
+                self.rerequested += 1
+            self.pump()
+            return ChunkOutcome("dropped", download, reason)
+        self._outstanding.pop(key, None)
+        stored = download.write(chunk.offset, chunk.data)
+        if not stored:
+            self.duplicates += 1
+        self.pump()
+        return ChunkOutcome("stored" if stored else "duplicate", download)
