@@ -1,0 +1,210 @@
+"""Drain the outbox to MQTT in order: QoS 1, deleted only after the broker acknowledged it.
+
+Everything the agent must not lose goes through here: telemetry and events (`put`, `put_telemetry`,
+`put_event`). A record is first written to the SQLite outbox (agent.outbox), then a worker publishes
+records oldest first while the link is connected, keeping up to `window` unacknowledged. paho calls
+`on_publish(mid)` when the broker's PUBACK arrives; only then is the record deleted from the outbox.
+
+While disconnected the worker publishes nothing and records accumulate in the outbox (bounded there:
+oldest dropped first, counted; the count goes out in the next Telemetry as `outbox_dropped`). Records
+already handed to paho stay in paho's session and paho re-sends them, in order, on reconnect; their
+acknowledgements then delete them. Records the agent had not handed over yet are published after
+those, so the broker sees every record in outbox order. If the agent dies, everything not acknowledged
+is still in the outbox and is published again after restart: the coordinator drops the duplicates by
+envelope message id (QoS 1 is at least once).
+
+paho calls `on_publish` on its network thread with its own locks held: it only notes the id and wakes
+the worker; the outbox is written by the worker.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from agent.outbox import Outbox
+from edgefleet import envelope, topics
+from edgefleet.v1 import events_pb2, telemetry_pb2
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW = 100  # paho's max_inflight (edgefleet.session): more would only queue inside paho
+# paho 2 return codes that mean "paho holds the message and will send it": success, not connected.
+_HELD_RCS = (0, 4)
+
+Publish = Callable[[str, bytes, int], Any]  # (topic, payload, qos) -> paho MQTTMessageInfo (has .mid, .rc)
+
+
+class OutboxPublisher:
+    def __init__(
+        self,
+        outbox: Outbox,
+        publish: Publish,
+        connected: threading.Event,
+        device_id: str,
+        *,
+        window: int = DEFAULT_WINDOW,
+        poll_s: float = 0.5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`publish(topic, payload, qos)` is paho's client.publish (or a fake); hook `on_publish` to the
+        client's on_publish (OutboxPublisher.for_client does both). `connected` is set while the MQTT
+        session is up (AgentLink.connected)."""
+        if window < 1:
+            raise ValueError(f"window must be at least 1, got {window}")
+        self.outbox = outbox
+        self.device_id = device_id
+        self._publish = publish
+        self._connected = connected
+        self.window = window
+        self._poll_s = poll_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._inflight: dict[int, int] = {}          # paho mid -> outbox record id
+        self._acked: collections.deque[int] = collections.deque()  # record ids acknowledged, to delete
+        self._early: set[int] = set()                # mids acknowledged while publish() had not returned yet
+        self._sent_up_to = 0                         # highest record id handed to paho
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._progress = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.published = 0                           # records acknowledged and deleted, since start
+
+    @classmethod
+    def for_client(cls, outbox: Outbox, client: Any, connected: threading.Event, device_id: str, **kw: Any) -> OutboxPublisher:
+        """A publisher on a paho client: publishes with client.publish and takes over client.on_publish."""
+        publisher = cls(outbox, lambda topic, payload, qos: client.publish(topic, payload, qos=qos), connected, device_id, **kw)
+        client.on_publish = publisher.on_publish
+        return publisher
+
+    # -- producers ----------------------------------------------------------------------------
+
+    def put(self, topic: str, payload: bytes, qos: int = 1) -> int:
+        """Store a record durably (it survives a crash from here on) and have it published."""
+        record_id = self.outbox.put(topic, payload, qos)
+        self._wake.set()
+        return record_id
+
+    def put_telemetry(self, message: telemetry_pb2.Telemetry) -> int:
+        """Telemetry with the outbox's dropped count (read and reset here, so it is reported once)."""
+        message.outbox_dropped += self.outbox.take_dropped()
+        return self.put(topics.telemetry(self.device_id), envelope.encode(self.device_id, telemetry=message))
+
+    def put_event(self, event: events_pb2.Event) -> int:
+        return self.put(topics.event(self.device_id), envelope.encode(self.device_id, event=event))
+
+    def report_recovery(self) -> int | None:
+        """At start: an Event notice when the outbox file was corrupted and moved aside."""
+        if self.outbox.recovered_from is None:
+            return None
+        text = (f"the outbox {self.outbox.path} could not be read ({self.outbox.recovery_reason}); it was moved to "
+                f"{self.outbox.recovered_from} and a fresh one was created: records not yet sent are lost")
+        log.error(text)
+        return self.put_event(events_pb2.Event(notice=events_pb2.AgentNotice(code="outbox_corrupt", message=text)))
+
+    # -- paho callback (network thread): note and wake, never raise ---------------------------
+
+    def on_publish(self, client: Any = None, userdata: Any = None, mid: int = 0, reason_code: Any = None, properties: Any = None) -> None:
+        try:
+            with self._lock:
+                record_id = self._inflight.pop(mid, None)
+                if record_id is None:
+                    self._early.add(mid)
+                else:
+                    self._acked.append(record_id)
+            if reason_code is not None and getattr(reason_code, "is_failure", False):
+                log.warning("broker refused record %s: %s (deleted: it would be refused again)", record_id, reason_code)
+            self._wake.set()
+        except Exception:  # noqa: BLE001 - paho's thread must survive
+            pass
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="outbox-publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop publishing; unacknowledged records stay in the outbox for the next start."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until the outbox is empty (tests, clean shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while len(self.outbox):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.is_set():
+                return False
+            self._progress.wait(remaining)  # set whenever acknowledged records were deleted
+            self._progress.clear()
+        return True
+
+    @property
+    def inflight(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self._settle()
+                if self._connected.is_set() and self._send():
+                    continue  # more may be waiting: go round without sleeping
+            except Exception:  # noqa: BLE001 - keep draining; the record stays in the outbox
+                log.exception("outbox publishing failed; retrying")
+                self._stop.wait(self._poll_s)
+            # Woken by put(), an acknowledgement or stop(); the timeout notices a reconnect.
+            self._wake.wait(self._poll_s)
+        try:
+            self._settle()
+        except Exception:  # noqa: BLE001
+            log.exception("outbox: recording the last acknowledgements failed")
+
+    def _settle(self) -> None:
+        """Delete acknowledged records from the outbox."""
+        with self._lock:
+            ids = list(self._acked)
+            self._acked.clear()
+        if ids:
+            self.outbox.done(ids)
+            self.published += len(ids)
+            self._progress.set()
+
+    def _send(self) -> bool:
+        """Hand the next records to paho, up to the window; True when a full batch went out."""
+        with self._lock:
+            room = self.window - len(self._inflight)
+        if room <= 0:
+            return False
+        records = self.outbox.peek(limit=room, after=self._sent_up_to)
+        for record in records:
+            if not self._connected.is_set():
+                return False
+            with self._lock:
+                self._early.clear()
+            try:
+                info = self._publish(record.topic, record.payload, record.qos)
+            except (ValueError, TypeError) as exc:  # a record paho can never send (bad topic, payload too large)
+                log.error("dropping outbox record %d for %s: %s", record.id, record.topic, exc)
+                self.outbox.done([record.id])
+                self._sent_up_to = record.id
+                continue
+            rc = int(getattr(info, "rc", 0))
+            if rc not in _HELD_RCS:
+                log.warning("paho did not take outbox record %d (rc %d); retrying later", record.id, rc)
+                return False
+            with self._lock:
+                if info.mid in self._early:  # acknowledged before publish() returned
+                    self._early.discard(info.mid)
+                    self._acked.append(record.id)
+                else:
+                    self._inflight[info.mid] = record.id
+            self._sent_up_to = record.id
+        return len(records) == room and room > 0
