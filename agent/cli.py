@@ -59,6 +59,11 @@ def run(
     profile: Optional[str] = PROFILE_OPT,
     mqtt_protocol: Optional[str] = typer.Option(None, "--mqtt-protocol", help="Override the MQTT protocol from enrollment: 5 or 3.1.1."),
     keepalive: Optional[int] = typer.Option(None, "--keepalive", help="Override the MQTT keepalive (seconds)."),
+    socket: Optional[Path] = typer.Option(
+        None, "--socket", envvar="EDGEFLEET_AGENT_SOCKET", help="Unix socket of the local inference API (default: <state dir>/inference.sock)."
+    ),
+    telemetry_interval: Optional[float] = typer.Option(None, "--telemetry-interval", min=0.1, help="Seconds per telemetry window (default 10)."),
+    storage_budget: Optional[int] = typer.Option(None, "--storage-budget", min=1, help="Most bytes the model slots may use (default: free space)."),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Connect to the broker, report the hardware, and stay connected (SIGTERM stops cleanly)."""
@@ -70,7 +75,15 @@ def run(
     if mqtt_protocol not in (None, "5", "3.1.1"):
         _fail(f"--mqtt-protocol must be 5 or 3.1.1, not {mqtt_protocol!r}")
     try:
-        daemon = AgentDaemon(state_dir, profile=profile, protocol=mqtt_protocol, keepalive_s=keepalive)
+        daemon = AgentDaemon(
+            state_dir,
+            profile=profile,
+            protocol=mqtt_protocol,
+            keepalive_s=keepalive,
+            socket_path=socket,
+            telemetry_interval_s=telemetry_interval,
+            storage_budget_bytes=storage_budget,
+        )
     except (StateDirError, ProfileError, ValueError) as exc:
         _fail(str(exc))
 
@@ -79,7 +92,12 @@ def run(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    daemon.run()
+    from agent.serve.server import SocketInUse
+
+    try:
+        daemon.run()
+    except (SocketInUse, ValueError, OSError) as exc:
+        _fail(str(exc))
 
 
 @app.command()

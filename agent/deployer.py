@@ -136,6 +136,12 @@ class Deployer:
             else:
                 self._installer.handle_chunk(env.blob_chunk)
 
+    def active_golden_path(self) -> Path | None:
+        """The golden set kept with the active model (read under the lock: the install thread swaps slots)."""
+        with self._lock:
+            content = self._installer.slots.active()
+            return content.golden_path if content else None
+
     def on_connected(self) -> None:
         with self._lock:
             self._installer.on_connected()
