@@ -99,6 +99,28 @@ class TelemetryConfig(_Section):
     live_window_s: float = Field(300.0, gt=0, description="/metrics fleet gauges count a device's latest report only when it ended within this many seconds")
 
 
+class RolloutsConfig(_Section):
+    """Defaults of the rollout engine (see docs/rollouts.md); a rollout's own options override them."""
+
+    canary_percent: float = Field(10.0, ge=0, le=100, description="share of a rollout's devices in the canary wave when neither --canary N nor N% is given")
+    waves: int = Field(1, ge=1, le=100, description="waves after the canary when --waves is not given")
+    rate_per_minute: int = Field(0, ge=0, description="devices sent a deploy per minute, per rollout; 0 = no limit")
+    device_timeout_s: float = Field(900.0, gt=0, description="a device that says nothing about its install for this long is marked timed_out (counts as a failure)")
+    rollback_timeout_s: float = Field(300.0, gt=0, description="after an abort, how long to wait for each device to report it rolled back")
+    resend_s: float = Field(120.0, gt=0, description="a deploy or rollback the device has not answered is published again (same command id: the agent runs it once) after this long")
+    max_failure_percent: float = Field(20.0, ge=0, le=100, description="abort when more than this share of finished devices failed, rolled back or timed out ...")
+    min_devices_for_abort: int = Field(3, ge=1, description="... once at least this many devices have finished")
+    observe_s: float = Field(0.0, ge=0, description="after each wave, watch the telemetry of its devices this long before the next wave (0 = go on at once)")
+    memory_fraction: float = Field(0.5, gt=0, le=1, description="selection: model bytes + arena must fit in this share of the device's available memory")
+    storage_margin_bytes: int = Field(16 * 1024**2, ge=0, description="selection: free storage to leave after the new slot is written")
+    chunk_size: int = Field(128 * 1024, ge=4096, le=1024**2, description="chunk size of model transfers (bytes)")
+    golden_samples: int = Field(256, ge=1, le=100_000, description="validation samples of the uploaded data shipped to devices as the golden set for the acceptance test")
+    trial_inferences: int = Field(0, ge=0, description="default trial length on the device in inferences (0: the trial ends on time alone)")
+    trial_seconds: int = Field(60, ge=0, description="default trial length on the device in seconds; with trial_inferences 0 too, no trial: the agent commits right after the acceptance test")
+    tick_interval_s: float = Field(0.5, gt=0, le=60, description="how often the engine looks at running rollouts (it also wakes whenever a device finishes)")
+    lease_s: float = Field(30.0, gt=0, description="a coordinator drives a rollout under a lease renewed every tick; another replica takes over after it lapses")
+
+
 class CoordinatorConfig(_Section):
     data_dir: Path = Field(Path("~/.local/share/edgefleet/coordinator"), description="admin token, signing key, SQLite store, artifacts")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
@@ -109,6 +131,7 @@ class CoordinatorConfig(_Section):
     broker_auth: BrokerAuthConfig = Field(default_factory=BrokerAuthConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    rollouts: RolloutsConfig = Field(default_factory=RolloutsConfig)
 
     @property
     def data_path(self) -> Path:

@@ -55,7 +55,8 @@ class Ingest:
         self.metrics = metrics
         self.limiter = log_limiter or RateLimitedLog()
         # Subsystems register here by topic kind (telemetry, blob/req) and, for events, by event kind
-        # (install, profile_result, rejected, notice). A handler returns False for an unknown device.
+        # (install, profile_result, rejected, notice). A handler returns False for an unknown device, a
+        # string (its own drop reason) when it dropped the message itself, True otherwise.
         # QoS 1 may deliver twice: handlers must be idempotent (by env.message_id where it matters).
         self.handlers: dict[str, Callable] = {topics.STATUS: self._on_status, topics.HELLO: self._on_hello, topics.EVENT: self._on_event}
         self.event_handlers: dict[str, Callable] = {}
@@ -86,6 +87,8 @@ class Ingest:
             return "error"
         if not known:
             return self._drop("unknown_device", parsed.device_id, "dropped %s from unknown device %s", parsed.kind, parsed.device_id)
+        if isinstance(known, str):
+            return known  # the handler dropped it itself (counted and logged there)
         self.metrics.messages.labels(parsed.kind).inc()
         return "ok"
 

@@ -53,6 +53,14 @@ class DeviceAdmin:
         row = self._get_device(request.ref, context)
         msg = convert.device(row)
         msg.hardware_history.extend(convert.hardware_change(h) for h in self.registry.hardware_history(row.id))
+        rollouts = getattr(self, "rollout_service", None)  # the rollouts area (api/rollouts.py): install events it stored
+        if rollouts is not None:
+            msg.model_history.extend(rollouts.history(row.id))
+        telemetry = getattr(self, "telemetry_service", None)  # the telemetry area (api/telemetry.py)
+        if telemetry is not None:
+            latest = telemetry.queries.latest_model(row.id)
+            if latest is not None:
+                msg.latest_telemetry.CopyFrom(latest)
         return msg
 
     def LabelDevice(self, request, context):

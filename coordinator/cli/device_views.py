@@ -184,7 +184,9 @@ def telemetry_rows(t: Any) -> list[tuple[str, str]]:
         rows.append(("Power", f"{t.power.avg_watts:.2f} W, {t.power.energy_per_inference_mj:.2f} mJ/inference ({t.power.source})"))
     if t.HasField("accuracy"):
         a = t.accuracy
-        rows.append(("Accuracy", f"golden {a.golden_metric:.3f} (n={a.golden_count}), online {a.online_metric:.3f} (n={a.online_count})"))
+        golden = f"golden {a.golden_metric:.3f} (n={a.golden_count})" if a.golden_count else "golden -"
+        online = f"online {a.online_metric:.3f} (n={a.online_count})" if a.online_count else "online -"
+        rows.append(("Accuracy", f"{golden}, {online}, confidence {a.mean_confidence:.2f}"))
     if t.HasField("drift"):
         rows.append(("Drift", f"{t.drift.method} max {t.drift.max_score:.3f} over {t.drift.samples} samples"))
     return rows

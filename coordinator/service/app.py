@@ -126,8 +126,9 @@ class Coordinator:
     def stop(self) -> None:
         if self.grpc_server is not None:
             self.grpc_server.stop(grace=2).wait(5)
+        self.link.stop()  # drain what the link still holds into the areas' writers first
+        if self.grpc_server is not None:
             self.admin.stop()
-        self.link.stop()
         self.broker_auth.close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()

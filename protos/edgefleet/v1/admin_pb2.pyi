@@ -434,7 +434,7 @@ class ProfileModelResponse(_message.Message):
     def __init__(self, device_ids: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RolloutSpec(_message.Message):
-    __slots__ = ("ref", "selector", "canary_percent", "canary_count", "waves", "min_metric", "max_p95_ms", "rate_per_minute", "device_timeout_s", "max_failure_percent", "min_devices_for_abort", "observe_s", "trial_inferences", "trial_seconds")
+    __slots__ = ("ref", "selector", "canary_percent", "canary_count", "waves", "min_metric", "max_p95_ms", "rate_per_minute", "device_timeout_s", "max_failure_percent", "min_devices_for_abort", "observe_s", "trial_inferences", "trial_seconds", "max_metric", "max_error_rate", "memory_fraction", "reason")
     REF_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
     CANARY_PERCENT_FIELD_NUMBER: _ClassVar[int]
@@ -449,6 +449,10 @@ class RolloutSpec(_message.Message):
     OBSERVE_S_FIELD_NUMBER: _ClassVar[int]
     TRIAL_INFERENCES_FIELD_NUMBER: _ClassVar[int]
     TRIAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_METRIC_FIELD_NUMBER: _ClassVar[int]
+    MAX_ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     ref: str
     selector: str
     canary_percent: float
@@ -463,7 +467,11 @@ class RolloutSpec(_message.Message):
     observe_s: int
     trial_inferences: int
     trial_seconds: int
-    def __init__(self, ref: _Optional[str] = ..., selector: _Optional[str] = ..., canary_percent: _Optional[float] = ..., canary_count: _Optional[int] = ..., waves: _Optional[int] = ..., min_metric: _Optional[float] = ..., max_p95_ms: _Optional[float] = ..., rate_per_minute: _Optional[int] = ..., device_timeout_s: _Optional[int] = ..., max_failure_percent: _Optional[float] = ..., min_devices_for_abort: _Optional[int] = ..., observe_s: _Optional[int] = ..., trial_inferences: _Optional[int] = ..., trial_seconds: _Optional[int] = ...) -> None: ...
+    max_metric: float
+    max_error_rate: float
+    memory_fraction: float
+    reason: str
+    def __init__(self, ref: _Optional[str] = ..., selector: _Optional[str] = ..., canary_percent: _Optional[float] = ..., canary_count: _Optional[int] = ..., waves: _Optional[int] = ..., min_metric: _Optional[float] = ..., max_p95_ms: _Optional[float] = ..., rate_per_minute: _Optional[int] = ..., device_timeout_s: _Optional[int] = ..., max_failure_percent: _Optional[float] = ..., min_devices_for_abort: _Optional[int] = ..., observe_s: _Optional[int] = ..., trial_inferences: _Optional[int] = ..., trial_seconds: _Optional[int] = ..., max_metric: _Optional[float] = ..., max_error_rate: _Optional[float] = ..., memory_fraction: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class DevicePlan(_message.Message):
     __slots__ = ("device_id", "device_name", "hardware_class", "variant_id", "reason", "excluded", "wave")
@@ -484,13 +492,45 @@ class DevicePlan(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., device_name: _Optional[str] = ..., hardware_class: _Optional[str] = ..., variant_id: _Optional[str] = ..., reason: _Optional[str] = ..., excluded: _Optional[bool] = ..., wave: _Optional[int] = ...) -> None: ...
 
 class RolloutPlan(_message.Message):
-    __slots__ = ("devices",)
+    __slots__ = ("devices", "ref", "waves")
     DEVICES_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
+    WAVES_FIELD_NUMBER: _ClassVar[int]
     devices: _containers.RepeatedCompositeFieldContainer[DevicePlan]
-    def __init__(self, devices: _Optional[_Iterable[_Union[DevicePlan, _Mapping]]] = ...) -> None: ...
+    ref: str
+    waves: int
+    def __init__(self, devices: _Optional[_Iterable[_Union[DevicePlan, _Mapping]]] = ..., ref: _Optional[str] = ..., waves: _Optional[int] = ...) -> None: ...
+
+class RolloutDevice(_message.Message):
+    __slots__ = ("device_id", "device_name", "wave", "variant_id", "state", "install_state", "detail", "bytes_done", "bytes_total", "rollback", "updated_at", "sequence")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    WAVE_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    INSTALL_STATE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    device_name: str
+    wave: int
+    variant_id: str
+    state: str
+    install_state: _events_pb2.InstallState
+    detail: str
+    bytes_done: int
+    bytes_total: int
+    rollback: str
+    updated_at: _timestamp_pb2.Timestamp
+    sequence: int
+    def __init__(self, device_id: _Optional[str] = ..., device_name: _Optional[str] = ..., wave: _Optional[int] = ..., variant_id: _Optional[str] = ..., state: _Optional[str] = ..., install_state: _Optional[_Union[_events_pb2.InstallState, str]] = ..., detail: _Optional[str] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ..., rollback: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class Rollout(_message.Message):
-    __slots__ = ("id", "spec", "state", "current_wave", "devices", "device_states", "reason", "created_at", "updated_at")
+    __slots__ = ("id", "spec", "state", "current_wave", "devices", "device_states", "reason", "created_at", "updated_at", "progress", "waves", "finished_at", "counts")
     class DeviceStatesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -498,6 +538,13 @@ class Rollout(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class CountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -507,6 +554,10 @@ class Rollout(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    WAVES_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: RolloutSpec
     state: str
@@ -516,7 +567,11 @@ class Rollout(_message.Message):
     reason: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[RolloutSpec, _Mapping]] = ..., state: _Optional[str] = ..., current_wave: _Optional[int] = ..., devices: _Optional[_Iterable[_Union[DevicePlan, _Mapping]]] = ..., device_states: _Optional[_Mapping[str, str]] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    progress: _containers.RepeatedCompositeFieldContainer[RolloutDevice]
+    waves: int
+    finished_at: _timestamp_pb2.Timestamp
+    counts: _containers.ScalarMap[str, int]
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[RolloutSpec, _Mapping]] = ..., state: _Optional[str] = ..., current_wave: _Optional[int] = ..., devices: _Optional[_Iterable[_Union[DevicePlan, _Mapping]]] = ..., device_states: _Optional[_Mapping[str, str]] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Iterable[_Union[RolloutDevice, _Mapping]]] = ..., waves: _Optional[int] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class GetRolloutRequest(_message.Message):
     __slots__ = ("id",)
@@ -535,12 +590,14 @@ class ListRolloutsResponse(_message.Message):
     def __init__(self, rollouts: _Optional[_Iterable[_Union[Rollout, _Mapping]]] = ...) -> None: ...
 
 class ControlRolloutRequest(_message.Message):
-    __slots__ = ("id", "action")
+    __slots__ = ("id", "action", "reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     action: str
-    def __init__(self, id: _Optional[str] = ..., action: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., action: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class TelemetryQuery(_message.Message):
     __slots__ = ("selector", "model", "since", "until", "device", "view", "limit", "include_histograms")
