@@ -34,8 +34,11 @@ SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, with the terminating NU
 
 def default_socket_path(state_dir: Path, device_id: str) -> Path:
     """<state dir>/inference.sock, or a short path in the temp dir when that one is too long to bind."""
+    from agent.client import fast_socket_path
+
     path = state_dir / SOCKET_FILE
-    if len(str(path).encode()) <= SOCKET_PATH_MAX:
+    # The fast-path socket beside it is a few bytes longer: both must fit.
+    if len(str(fast_socket_path(path)).encode()) <= SOCKET_PATH_MAX:
         return path
     import tempfile
 

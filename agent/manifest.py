@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
 
 from edgefleet.v1 import commands_pb2, manifest_pb2
@@ -35,13 +33,20 @@ class ManifestVerifier:
     def __init__(self, public_key: bytes, trusted_key_id: str, device_id: str) -> None:
         if len(public_key) != 32:
             raise ValueError(f"the enrollment public key must be 32 raw Ed25519 bytes, got {len(public_key)}")
-        self._key = Ed25519PublicKey.from_public_bytes(public_key)
+        self._public_key = bytes(public_key)
+        self._key = None  # made at the first verification: cryptography costs ~7 MB resident, an idle agent verifies nothing
         self.key_id = trusted_key_id or key_id(public_key)
         self.device_id = device_id
 
     def _check_signature(self, data: bytes, signature: bytes, signer_key_id: str, what: str) -> None:
         if signer_key_id != self.key_id:
             raise ManifestRejected(f"{what} signed with key {signer_key_id or '(none)'}, but this device trusts key {self.key_id}")
+        from cryptography.exceptions import InvalidSignature
+
+        if self._key is None:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            self._key = Ed25519PublicKey.from_public_bytes(self._public_key)
         try:
             self._key.verify(bytes(signature), bytes(data))
         except InvalidSignature:

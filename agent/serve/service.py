@@ -8,7 +8,8 @@
     ...
     service.stop()                     # a last (partial) telemetry window goes out, then the socket closes
 
-Parts: ModelHost (agent.serve.host), InferenceServer (the unix socket), TelemetryCollector with the
+Parts: ModelHost (agent.serve.host), InferenceServer (gRPC on the unix socket) and FastServer (the same
+API as frames on `<socket>` with `.fast` before the suffix, agent.serve.fast), TelemetryCollector with the
 system sampler and the best power source of this device (agent.telemetry), TrialSupervisor (agent.trial).
 Latencies of a simulated device are scaled by its profile's latency_factor, as the install path's
 acceptance test does.
@@ -17,12 +18,15 @@ acceptance test does.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from agent.client import fast_socket_path as beside
+from agent.serve.fast import DEFAULT_MAX_CONNECTIONS, FastServer
 from agent.serve.host import ModelHost, ModelKey, active_from_manifest
-from agent.serve.server import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_WAITING, InferenceServer
+from agent.serve.server import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_WAITING, MAX_SOCKET_PATH, InferenceServer
 from agent.telemetry.collector import DEFAULT_GOLDEN_EVERY_S, DEFAULT_INTERVAL_S, GoldenSource, TelemetryCollector
 from agent.telemetry.power import PowerSampler, power_meters
 from agent.telemetry.system import SystemSampler
@@ -48,6 +52,8 @@ class LocalModelService:
         max_waiting: int = DEFAULT_MAX_WAITING,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         socket_group: str | None = None,
+        fast_socket_path: Path | str | None = None,
+        max_fast_connections: int = DEFAULT_MAX_CONNECTIONS,
         num_threads: int | None = None,
         preferred_backend: str | None = None,
         installed: Callable[[], Sequence[device_pb2.ActiveModel]] | None = None,
@@ -55,7 +61,9 @@ class LocalModelService:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`emit_telemetry`: OutboxPublisher.put_telemetry. `golden(served)`: the (x, y) golden set the
-        install kept for that model (agent.install.acceptance.read_golden of its slot), or None."""
+        install kept for that model (agent.install.acceptance.read_golden of its slot), or None.
+        `fast_socket_path`: the fast transport's socket (default: `socket_path` with `.fast` before the
+        suffix, where agent.client.LocalClient looks; not served when that default is too long to bind)."""
         state_dir = Path(state_dir)
         self.accelerators = tuple(a.kind for a in hardware.accelerators)
         self.num_threads = num_threads
@@ -72,6 +80,15 @@ class LocalModelService:
         self.host.subscribe(self.collector.on_activate)
         self.server = InferenceServer(socket_path, self.host, observer=self.collector, max_waiting=max_waiting,
                                       max_request_bytes=max_request_bytes, group=socket_group, installed=installed)
+        self.fast: FastServer | None = None
+        fast_path = Path(fast_socket_path) if fast_socket_path is not None else beside(socket_path)
+        if fast_socket_path is None and len(os.fsencode(str(fast_path))) > MAX_SOCKET_PATH:
+            log.warning("no fast inference socket: %s is longer than %d bytes (apps use gRPC on %s)", fast_path,
+                        MAX_SOCKET_PATH, socket_path)
+        else:
+            # The same servicer: one waiting line, one Feedback memory, one telemetry for both transports.
+            self.fast = FastServer(fast_path, self.server.servicer, max_request_bytes=max_request_bytes,
+                                   max_connections=max_fast_connections, group=socket_group)
         self.trial: TrialSupervisor | None = None
         self._clock = clock
 
@@ -106,6 +123,12 @@ class LocalModelService:
 
     def start(self) -> None:
         self.server.start()
+        if self.fast is not None:
+            try:
+                self.fast.start()
+            except Exception:
+                self.server.stop(0)
+                raise
         self.collector.start()
         if self.trial is not None:
             self.trial.start()
@@ -113,6 +136,8 @@ class LocalModelService:
     def stop(self, grace_s: float = 2.0) -> None:
         if self.trial is not None:
             self.trial.stop()
+        if self.fast is not None:
+            self.fast.stop(grace_s)
         self.server.stop(grace_s)
         self.collector.stop()
         try:

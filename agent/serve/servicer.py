@@ -16,6 +16,11 @@ failure) is also an error. Latency is the model call as the agent sees it (waiti
 
 Feedback.matched: for a classifier, whether the remembered top-1 class equals the label; for a
 regression model, true once the target is recorded (its error goes into the online MAE).
+
+Two transports call the same logic: the gRPC methods (Predict, ...) and the framed unix socket of
+agent.serve.fast call `predict`, `feedback`, `health`, `describe` and `list_models`, which raise
+ApiError (a status code and the message) where gRPC aborts. Both therefore share the waiting line,
+the recent predictions for Feedback, the observer (telemetry) and the failure count behind Health.
 """
 
 from __future__ import annotations
@@ -64,6 +69,15 @@ class NullObserver:
         pass
 
 
+class ApiError(Exception):
+    """A request the API refuses: the status code an app gets and the message naming what was wrong."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 class InferenceServicer(inference_pb2_grpc.InferenceServicer):
     def __init__(
         self,
@@ -88,17 +102,24 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
     # -- Predict ------------------------------------------------------------------------------
 
     def Predict(self, request: inference_pb2.PredictRequest, context: grpc.ServicerContext) -> inference_pb2.PredictResponse:
+        try:
+            return self.predict(request)
+        except ApiError as exc:
+            context.abort(exc.code, exc.message)
+
+    def predict(self, request: inference_pb2.PredictRequest) -> inference_pb2.PredictResponse:
+        """Run the request on the model (or the one it names); raises ApiError."""
         if not self.admission.try_enter():
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"the model is busy: {self.admission.max_waiting} requests are already waiting for it; retry later")
+            raise ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                           f"the model is busy: {self.admission.max_waiting} requests are already waiting for it; retry later")
         try:
             with self.host.lease() as served:
-                served = self._resolve(served, request.model, context)
-                return self._predict(served, request, context)
+                served = self._resolve(served, request.model)
+                return self._predict(served, request)
         finally:
             self.admission.leave()
 
-    def _predict(self, served: ServedModel, request: inference_pb2.PredictRequest, context: grpc.ServicerContext) -> inference_pb2.PredictResponse:
+    def _predict(self, served: ServedModel, request: inference_pb2.PredictRequest) -> inference_pb2.PredictResponse:
         try:
             inputs = wire.decode_inputs(request.inputs, served.input_names)
             started = time.perf_counter()
@@ -106,12 +127,12 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             latency_ms = (time.perf_counter() - started) * 1e3
         except InvalidInput as exc:
             self._observe(self.observer.on_error, served, "invalid_input")
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - the runtime's own failure, reported as is
             self._failures_in_a_row += 1
             self._observe(self.observer.on_error, served, "internal")
             log.warning("inference failed on %s: %s", served.key, exc)
-            context.abort(grpc.StatusCode.INTERNAL, f"inference failed on {served.key}: {' '.join(str(exc).split())}")
+            raise ApiError(grpc.StatusCode.INTERNAL, f"inference failed on {served.key}: {' '.join(str(exc).split())}") from None
         self._failures_in_a_row = 0
         first = next(iter(outputs.values())) if outputs else np.zeros((1, 0), np.float32)
         try:
@@ -132,25 +153,34 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         except Exception:  # noqa: BLE001
             log.exception("telemetry observer failed")
 
-    def _resolve(self, served: ServedModel | None, name: str, context: grpc.ServicerContext) -> ServedModel:
+    def _resolve(self, served: ServedModel | None, name: str) -> ServedModel:
         if served is None:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          "no model is active on this device yet (none installed, or the last one failed to load)")
+            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION,
+                           "no model is active on this device yet (none installed, or the last one failed to load)")
         if name and not served.matches(name):
-            context.abort(grpc.StatusCode.NOT_FOUND,
-                          f"model {name!r} is not served here; the active model is {served.active.model!r} "
-                          f"version {served.active.version!r} (send an empty model name for the active one)")
+            raise ApiError(grpc.StatusCode.NOT_FOUND,
+                           f"model {name!r} is not served here; the active model is {served.active.model!r} "
+                           f"version {served.active.version!r} (send an empty model name for the active one)")
         return served
 
     # -- description --------------------------------------------------------------------------
 
     def ListModels(self, request: inference_pb2.ListLocalModelsRequest, context: grpc.ServicerContext) -> inference_pb2.ListLocalModelsResponse:
+        return self.list_models(request)
+
+    def list_models(self, request: inference_pb2.ListLocalModelsRequest) -> inference_pb2.ListLocalModelsResponse:
         served = self.host.current
         models = list(self._installed()) if self._installed is not None else ([served.active] if served else [])
         return inference_pb2.ListLocalModelsResponse(models=models, active_variant_id=served.active.variant_id if served else "")
 
     def DescribeModel(self, request: inference_pb2.DescribeModelRequest, context: grpc.ServicerContext) -> inference_pb2.DescribeModelResponse:
-        served = self._resolve(self.host.current, request.model, context)
+        try:
+            return self.describe(request)
+        except ApiError as exc:
+            context.abort(exc.code, exc.message)
+
+    def describe(self, request: inference_pb2.DescribeModelRequest) -> inference_pb2.DescribeModelResponse:
+        served = self._resolve(self.host.current, request.model)
         backend: Any = served.model.backend
         runtime = getattr(backend, "runtime", None)
         return inference_pb2.DescribeModelResponse(
@@ -165,23 +195,29 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
     # -- ground truth -------------------------------------------------------------------------
 
     def Feedback(self, request: inference_pb2.FeedbackRequest, context: grpc.ServicerContext) -> inference_pb2.FeedbackResponse:
+        try:
+            return self.feedback(request)
+        except ApiError as exc:
+            context.abort(exc.code, exc.message)
+
+    def feedback(self, request: inference_pb2.FeedbackRequest) -> inference_pb2.FeedbackResponse:
         if not request.request_id:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request_id is empty: pass the request_id a Predict response returned")
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, "request_id is empty: pass the request_id a Predict response returned")
         found = self.recent.get(request.request_id)
         if found is None:
-            context.abort(grpc.StatusCode.NOT_FOUND,
-                          f"unknown request id {request.request_id!r}: not among the last {self.recent.size} predictions "
-                          "(feedback must name a recent Predict response's request_id)")
+            raise ApiError(grpc.StatusCode.NOT_FOUND,
+                           f"unknown request id {request.request_id!r}: not among the last {self.recent.size} predictions "
+                           "(feedback must name a recent Predict response's request_id)")
         if found.rows != 1:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"request {request.request_id!r} predicted a batch of {found.rows} rows; feedback takes one label, "
-                          "so send rows one per Predict to have them scored")
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"request {request.request_id!r} predicted a batch of {found.rows} rows; feedback takes one label, "
+                           "so send rows one per Predict to have them scored")
         try:
             prediction = self.recent.claim(request.request_id)
         except UnknownRequest:  # pushed out between get and claim by a burst of predictions
-            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown request id {request.request_id!r}: it just expired")
+            raise ApiError(grpc.StatusCode.NOT_FOUND, f"unknown request id {request.request_id!r}: it just expired") from None
         if prediction is None:
-            context.abort(grpc.StatusCode.ALREADY_EXISTS, f"feedback for request {request.request_id!r} was already given")
+            raise ApiError(grpc.StatusCode.ALREADY_EXISTS, f"feedback for request {request.request_id!r} was already given")
         self._observe(self.observer.on_feedback, prediction, request.label, request.target)
         matched = prediction.top1 == request.label if prediction.task == "classification" else True
         return inference_pb2.FeedbackResponse(matched=bool(matched))
@@ -189,6 +225,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
     # -- health -------------------------------------------------------------------------------
 
     def Health(self, request: inference_pb2.HealthRequest, context: grpc.ServicerContext) -> inference_pb2.HealthResponse:
+        return self.health(request)
+
+    def health(self, request: inference_pb2.HealthRequest | None = None) -> inference_pb2.HealthResponse:
         served = self.host.current
         if served is None:
             return inference_pb2.HealthResponse(status=NO_MODEL, detail="no model is active on this device yet")

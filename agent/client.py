@@ -1,0 +1,436 @@
+"""A small client for apps on the device: Predict, Feedback, Health and DescribeModel on the local agent.
+
+    from agent.client import LocalClient
+
+    with LocalClient("/var/lib/edgefleet-agent/inference.sock") as agent:
+        outputs, request_id, latency_ms = agent.predict({"input": image})   # float arrays in and out
+        agent.feedback(request_id, label=3)                                 # when the true label is known
+
+Two transports reach the same API (docs/protocol.md, "Local inference API"):
+
+- the *fast* socket, `<socket>` with `.fast` before its suffix (`inference.fast.sock`): length-prefixed
+  protobuf frames over a plain unix socket, about 20 µs per round trip where gRPC needs 500 µs;
+- gRPC on `<socket>` itself, the documented API every language can call.
+
+LocalClient uses the fast socket when the agent offers one and falls back to gRPC when it does not
+(an older agent, or a socket path too long for the extra suffix); `transport` forces one. It keeps one
+connection and serializes calls on it: give each thread its own LocalClient for parallel requests.
+Errors raise InferenceError with the gRPC status code and the agent's message, whichever transport
+carried the call. Output arrays are read-only views of the response (copy them to write into them).
+
+This module also defines the fast socket's frame format, which agent.serve.fast serves; it imports
+neither grpc (only when falling back) nor anything of the agent's server side.
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from edgefleet.v1 import inference_pb2
+
+# -- the frame format ---------------------------------------------------------------------------
+
+# Request:  u32 little-endian length of the body | u8 method | body (a protobuf request message)
+# Reply:    u32 little-endian length of the body | u8 status | body (the response message when the
+#           status is 0, else the error message in UTF-8)
+FRAME = struct.Struct("<IB")
+FAST_MARK = ".fast"
+
+
+class Method(enum.IntEnum):
+    PREDICT = 1          # PredictRequest -> PredictResponse
+    FEEDBACK = 2         # FeedbackRequest -> FeedbackResponse
+    HEALTH = 3           # HealthRequest -> HealthResponse
+    DESCRIBE_MODEL = 4   # DescribeModelRequest -> DescribeModelResponse
+    LIST_MODELS = 5      # ListLocalModelsRequest -> ListLocalModelsResponse
+
+
+class Status(enum.IntEnum):
+    """gRPC's status codes, by number: the fast socket's reply status uses the same numbers."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+def fast_socket_path(socket_path: Path | str) -> Path:
+    """The fast socket beside the gRPC one: `inference.sock` -> `inference.fast.sock`."""
+    path = Path(socket_path)
+    return path.with_name(path.stem + FAST_MARK + path.suffix)
+
+
+class InferenceError(Exception):
+    """The agent refused or failed a call: `status` (a Status, gRPC's code) and the agent's message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        try:
+            self.status: Status | int = Status(status)
+        except ValueError:
+            self.status = status
+        self.message = message
+        name = self.status.name if isinstance(self.status, Status) else f"status {status}"
+        super().__init__(f"{name}: {message}")
+
+    @property
+    def code(self) -> int:
+        return int(self.status)
+
+
+# -- encoding a Predict request without copying the tensors ---------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    value &= 0xFFFFFFFFFFFFFFFF  # int64 on the wire: a negative number takes ten bytes
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    return bytes((tag,)) + _varint(len(payload)) + payload
+
+
+def _wire_array(value: Any) -> np.ndarray:
+    """C-order, little-endian: what Tensor.data carries."""
+    array = value if type(value) is np.ndarray else np.asarray(value)
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)  # (that one makes 0-d arrays 1-d)
+
+
+# A hot loop sends the same tensor (name, shape, dtype) every call: its encoded head is kept.
+_HEADS: dict[tuple[str, tuple[int, ...], np.dtype], bytes] = {}
+_HEADS_MAX = 256
+# Below this, the data is copied into one buffer with the head (one send, no gather list).
+_COPY_BELOW = 16384
+
+
+def _tensor_head(name: str, array: np.ndarray) -> bytes:
+    """inputs' tag and length, then Tensor's name, shape, dtype and data's tag and length: everything
+    before the data bytes."""
+    key = (name, array.shape, array.dtype)
+    head = _HEADS.get(key)
+    if head is None:
+        fields = _field(0x0A, name.encode()) if name else b""                     # Tensor.name
+        if array.ndim:
+            fields += _field(0x12, b"".join(_varint(d) for d in array.shape))     # Tensor.shape, packed
+        fields += _field(0x1A, array.dtype.name.encode())                         # Tensor.dtype
+        if array.nbytes:
+            fields += b"\x22" + _varint(array.nbytes)                             # Tensor.data
+        head = b"\x12" + _varint(len(fields) + array.nbytes) + fields              # PredictRequest.inputs
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        _HEADS[key] = head
+    return head
+
+
+def encode_predict(inputs: Mapping[str, Any], model: str = "") -> list[bytes | memoryview]:
+    """The protobuf bytes of PredictRequest(model, inputs) as a list of buffers to send in one call:
+    large tensors' data are views of the arrays (a 110 kB image is not copied three times to be framed).
+
+    Byte for byte what `PredictRequest(...).SerializeToString()` gives for the same tensors."""
+    parts: list[bytes | memoryview] = []
+    pending = _field(0x0A, model.encode()) if model else b""  # PredictRequest.model
+    for name, value in inputs.items():
+        array = _wire_array(value)
+        pending += _tensor_head(name, array)
+        if array.nbytes < _COPY_BELOW:
+            pending += array.tobytes()
+        else:
+            parts.append(pending)
+            parts.append(memoryview(array).cast("B"))
+            pending = b""
+    if pending or not parts:
+        parts.append(pending)
+    return parts
+
+
+_DTYPES: dict[str, np.dtype] = {}
+
+
+def array_of(tensor: inference_pb2.Tensor) -> np.ndarray:
+    """The (read-only) array a response Tensor carries."""
+    dtype = _DTYPES.get(tensor.dtype)
+    if dtype is None:
+        dtype = _DTYPES.setdefault(tensor.dtype, np.dtype(tensor.dtype or "float32").newbyteorder("<"))
+    return np.frombuffer(tensor.data, dtype=dtype).reshape(tuple(tensor.shape))
+
+
+def outputs_of(response: inference_pb2.PredictResponse) -> dict[str, np.ndarray]:
+    return {t.name: array_of(t) for t in response.outputs}
+
+
+# -- the client -----------------------------------------------------------------------------------
+
+
+_REPLY_BUFFER = 65536  # replies up to this size arrive in one receive
+
+
+class _Closed(Exception):
+    """The agent closed the fast connection."""
+
+
+class _Reconnect(Exception):
+    """The connection was closed before the request went out: connect again and resend."""
+
+
+class LocalClient:
+    FAST, GRPC, AUTO = "fast", "grpc", "auto"
+    RETRY_FAST_S = 5.0  # after a fallback, look for the fast socket again at most this often
+
+    def __init__(
+        self,
+        socket_path: Path | str,
+        *,
+        fast_socket: Path | str | None = None,
+        transport: str = AUTO,
+        timeout_s: float = 10.0,
+    ) -> None:
+        """`socket_path`: the agent's gRPC socket (`edge-agent run --socket`); the fast one is found
+        beside it (or pass `fast_socket`). `transport`: auto (fast when offered), fast or grpc."""
+        if transport not in (self.AUTO, self.FAST, self.GRPC):
+            raise ValueError(f"transport must be auto, fast or grpc, not {transport!r}")
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be above 0, got {timeout_s}")
+        self.socket_path = Path(socket_path)
+        self.fast_socket_path = Path(fast_socket) if fast_socket is not None else fast_socket_path(self.socket_path)
+        self.mode = transport
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._buffer = bytearray(_REPLY_BUFFER)
+        self._view = memoryview(self._buffer)
+        self._next_fast_try = 0.0
+        self._channel: Any = None
+        self._stub: Any = None
+
+    # -- the API ------------------------------------------------------------------------------
+
+    def predict(self, inputs: Mapping[str, Any], model: str = "") -> tuple[dict[str, np.ndarray], str, float]:
+        """Run the active model (or the one `model` names) on named arrays (float for any model: the
+        agent quantizes). Returns (outputs by name, request_id for feedback, the agent's latency in ms)."""
+        response = self._call(
+            Method.PREDICT, "Predict", lambda: encode_predict(inputs, model),
+            lambda: inference_pb2.PredictRequest(model=model, inputs=[_tensor(k, v) for k, v in inputs.items()]),
+            inference_pb2.PredictResponse)
+        return outputs_of(response), response.request_id, response.latency_ms
+
+    def feedback(self, request_id: str, label: int | None = None, target: float | None = None) -> bool:
+        """The true label (classification) or target (regression) of an earlier prediction; returns
+        whether the prediction matched it (a regression target always counts as matched)."""
+        if label is None and target is None:
+            raise ValueError("feedback needs a label (classification) or a target (regression)")
+        request = inference_pb2.FeedbackRequest(request_id=request_id, label=int(label or 0), target=float(target or 0.0))
+        return self._unary(Method.FEEDBACK, "Feedback", request, inference_pb2.FeedbackResponse).matched
+
+    def health(self) -> inference_pb2.HealthResponse:
+        """status: serving | no_model | degraded, and a detail saying why."""
+        return self._unary(Method.HEALTH, "Health", inference_pb2.HealthRequest(), inference_pb2.HealthResponse)
+
+    def describe(self, model: str = "") -> inference_pb2.DescribeModelResponse:
+        """The model's inputs and outputs (names, shapes, dtypes, quantization), runtime and delegate."""
+        return self._unary(Method.DESCRIBE_MODEL, "DescribeModel", inference_pb2.DescribeModelRequest(model=model),
+                           inference_pb2.DescribeModelResponse)
+
+    def list_models(self) -> inference_pb2.ListLocalModelsResponse:
+        return self._unary(Method.LIST_MODELS, "ListModels", inference_pb2.ListLocalModelsRequest(),
+                           inference_pb2.ListLocalModelsResponse)
+
+    @property
+    def transport(self) -> str:
+        """fast or grpc: what the next call will use (connecting now if needed)."""
+        with self._lock:
+            return self.FAST if self._fast() is not None else self.GRPC
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+            if self._channel is not None:
+                self._channel.close()
+                self._channel = self._stub = None
+
+    def __enter__(self) -> LocalClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the fast socket ----------------------------------------------------------------------
+
+    def _fast(self) -> socket.socket | None:
+        """The connected fast socket, or None when the calls go over gRPC."""
+        if self._sock is not None or self.mode == self.GRPC:
+            return self._sock
+        if self.mode == self.AUTO and time.monotonic() < self._next_fast_try:
+            return None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout_s)
+        try:
+            sock.connect(str(self.fast_socket_path))
+        except OSError as exc:
+            sock.close()
+            if self.mode == self.FAST:
+                raise InferenceError(Status.UNAVAILABLE, f"cannot connect to the agent's fast socket {self.fast_socket_path}: "
+                                     f"{exc.strerror or exc}") from None
+            self._next_fast_try = time.monotonic() + self.RETRY_FAST_S
+            return None  # no fast socket here: gRPC
+        # Kernel timeouts on a blocking socket: no poll() before every send and receive.
+        sock.settimeout(None)
+        whole = int(self.timeout_s)
+        timeval = struct.pack("ll", whole, int((self.timeout_s - whole) * 1e6))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        self._sock = sock
+        return sock
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _call(self, method: int, name: str, fast_body: Callable[[], Sequence[bytes | memoryview]],
+              grpc_request: Callable[[], Any], response_type: Any) -> Any:
+        with self._lock:
+            for _ in range(2):
+                sock = self._fast()
+                if sock is None:
+                    return self._grpc(name, grpc_request())
+                try:
+                    return response_type.FromString(self._exchange(sock, method, fast_body()))
+                except _Reconnect:
+                    continue  # the agent restarted: the request never reached it, so send it again
+            raise InferenceError(Status.UNAVAILABLE, f"the agent closed the fast socket {self.fast_socket_path} twice in a row")
+
+    def _exchange(self, sock: socket.socket, method: int, parts: Sequence[bytes | memoryview]) -> bytes | bytearray | memoryview:
+        """Send one request frame and read its reply (valid until the next call); raises InferenceError
+        for an error reply."""
+        size = sum(len(p) for p in parts)
+        try:
+            first = FRAME.pack(size, method) + parts[0]
+            if len(parts) == 1:
+                sock.sendall(first)
+            else:
+                _send(sock, [first, *parts[1:]], FRAME.size + size)
+        except (BrokenPipeError, ConnectionResetError):
+            # The agent closed this connection. Either it said why (too many connections, a request
+            # too large) and that reply is waiting here, or it restarted.
+            status, body = self._leftover_reply(sock)
+            self._drop()
+            if status is not None:
+                raise InferenceError(status, bytes(body).decode("utf-8", "replace")) from None
+            raise _Reconnect() from None
+        except (BlockingIOError, socket.timeout):
+            self._drop()
+            raise InferenceError(Status.DEADLINE_EXCEEDED, f"sending the request took longer than {self.timeout_s:g} s") from None
+        try:
+            status, body = self._read_frame(sock)
+        except (BlockingIOError, socket.timeout):
+            self._drop()  # the reply may still come: this connection is out of step now
+            raise InferenceError(Status.DEADLINE_EXCEEDED, f"no reply from the agent within {self.timeout_s:g} s") from None
+        except (_Closed, ConnectionResetError):
+            self._drop()
+            raise InferenceError(Status.UNAVAILABLE, "the agent closed the connection before replying (stopping or restarting)") from None
+        if status != Status.OK:
+            raise InferenceError(status, bytes(body).decode("utf-8", "replace"))
+        return body
+
+    def _leftover_reply(self, sock: socket.socket) -> tuple[int | None, bytes | bytearray | memoryview]:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 500_000))
+            return self._read_frame(sock)  # whatever the agent sent before closing is already here
+        except (OSError, _Closed):
+            return None, b""
+
+    def _read_frame(self, sock: socket.socket) -> tuple[int, bytearray | memoryview]:
+        """One reply frame. A small one comes in one receive into the client's buffer (the body is a
+        view of it, valid until the next call); a large one gets a buffer of its own."""
+        view, got = self._view, 0
+        while got < FRAME.size:
+            n = sock.recv_into(view[got:])
+            if n == 0:
+                raise _Closed()
+            got += n
+        length, status = FRAME.unpack_from(self._buffer)
+        end = FRAME.size + length
+        if end <= len(self._buffer):
+            while got < end:
+                n = sock.recv_into(view[got:end])
+                if n == 0:
+                    raise _Closed()
+                got += n
+            return status, view[FRAME.size:end]
+        body = bytearray(length)
+        body[:got - FRAME.size] = view[FRAME.size:got]
+        _recv_exact(sock, memoryview(body)[got - FRAME.size:])
+        return status, body
+
+    # -- gRPC ---------------------------------------------------------------------------------
+
+    def _unary(self, method: int, name: str, request: Any, response_type: Any) -> Any:
+        return self._call(method, name, lambda: [request.SerializeToString()], lambda: request, response_type)
+
+    def _grpc(self, name: str, request: Any) -> Any:
+        import grpc  # only when the fast socket is not there: an app on the fast path never loads gRPC
+
+        if self._stub is None:
+            from edgefleet.v1 import inference_pb2_grpc
+
+            self._channel = grpc.insecure_channel(f"unix:{self.socket_path}")
+            self._stub = inference_pb2_grpc.InferenceStub(self._channel)
+        try:
+            return getattr(self._stub, name)(request, timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
+            details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+            raise InferenceError(code.value[0], details or code.name) from None
+
+
+def _tensor(name: str, value: Any) -> inference_pb2.Tensor:
+    array = _wire_array(value)
+    return inference_pb2.Tensor(name=name, shape=array.shape, dtype=array.dtype.name, data=array.tobytes())
+
+
+def _send(sock: socket.socket, buffers: Sequence[bytes | memoryview], total: int) -> None:
+    """One gather send (the tensors are not copied into a frame first); the kernel may take less of a
+    large frame at once, then the rest follows."""
+    sent = sock.sendmsg(buffers)
+    if sent < total:
+        sock.sendall(b"".join(buffers)[sent:])
+
+
+def _recv_exact(sock: socket.socket, view: memoryview) -> None:
+    got, total = 0, len(view)
+    while got < total:
+        n = sock.recv_into(view[got:], total - got, socket.MSG_WAITALL)
+        if n == 0:
+            raise _Closed()
+        got += n
+
+
+__all__ = ["FRAME", "InferenceError", "LocalClient", "Method", "Status", "array_of", "encode_predict", "fast_socket_path",
+           "outputs_of"]
