@@ -107,6 +107,25 @@ class ModelAdmin:
         except Exception as exc:  # noqa: BLE001
             _abort(context, exc)
 
+    def ProfileModel(self, request, context):
+        """Benchmark a version's variants on a few devices of each hardware class (coordinator/profiling/).
+        The results arrive as events and are stored by the profiling results the rollouts area set up."""
+        from coordinator.profiling.api import ProfileRefused, profile_model
+        from coordinator.rollouts.candidates import profile_variants
+
+        try:
+            version = self.model_service.repository.get(request.ref)
+            if version.state != "ready":
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{version.ref} is {version.state}; only a ready version can be profiled")
+            variants = profile_variants(version, self.model_service.artifacts)
+            return profile_model(
+                self.ctx, variants, request, model=version.name, version=version.version, results=getattr(self, "profile_results", None)
+            )
+        except ProfileRefused as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, " ".join(str(exc).split()))
+        except Exception as exc:  # noqa: BLE001
+            _abort(context, exc)
+
     def PlotModel(self, request, context):
         try:
             png = self.model_service.plot_png(request.ref)

@@ -381,6 +381,40 @@ def _print_version(m: Any) -> None:
     print_table(table)
 
 
+# ---------------------------------------------------------------- profile
+
+
+@app.command("profile")
+def profile(
+    ctx: typer.Context,
+    ref: VersionRefArg,
+    select: Annotated[Optional[str], typer.Option("--select", "-s", help="Devices whose labels match all of k=v,k2=v2 (default: every device).", show_default=False)] = None,
+    per_class: Annotated[int, typer.Option("--per-class", min=1, max=100, help="Devices of each hardware class that benchmark the variants.")] = 2,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Benchmark the variants on a few devices of each hardware class, without activating them.
+
+    The devices report load time, p50/p95 latency and peak memory; the coordinator keeps the latency per
+    (variant, hardware class), and `edgectl rollout plan|create` choose by it from then on.
+
+    Examples:
+      $ edgectl model profile digits:3 --select role=camera
+      $ edgectl model profile digits:3 --select site=lab --per-class 1 -o json
+    """
+    from edgefleet.v1 import admin_pb2
+
+    request = admin_pb2.ProfileModelRequest(ref=ref, selector=(select or "").strip(), per_class=per_class)
+    with admin_client(ctx) as admin:
+        response = admin.call("ProfileModel", request, timeout_s=60)
+    if output is OutputFormat.json:
+        print_json(message_to_plain(response))
+        return
+    sys.stdout.write(
+        f"profile request {response.request_id} sent to {len(response.device_ids)} device(s): {', '.join(response.device_ids)}\n"
+        f"results arrive as the devices finish; `edgectl rollout plan {ref}` uses them\n"
+    )
+
+
 # ---------------------------------------------------------------- plot / export
 
 

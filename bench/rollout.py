@@ -1,0 +1,569 @@
+"""A rollout of a ~4 MB model to N agents over a private mosquitto, against pushing the same bytes with plain paho.
+
+    python bench/rollout.py                          # 50 agents in 5 host processes
+    python bench/rollout.py --agents 20 --procs 2
+    python bench/rollout.py --mode daemon            # one `edge-agent run` process per agent
+    python bench/rollout.py --mode wire              # the coordinator's side alone
+
+Set-up: a private mosquitto (no queue limit), a real coordinator process (`edge-coordinator run`, SQLite,
+the real optimizer worker measuring an uploaded .tflite), two versions of a ~4.2 MB float32 MLP on
+sklearn's digits (built once with TensorFlow in a child process, cached in --cache), N devices
+registered and enrolled through the real Enrollment service with the x86-gateway profile.
+
+Agents (--mode):
+  driver   (default) --procs processes, each running its share of agents made of the agent's own parts:
+           AgentLink (MQTT session, hello) + Deployer (signed manifest check, chunked resumable transfer
+           with SHA-256, A/B slots, LiteRT load and acceptance test on the golden set, atomic activation):
+           the install path of `edge-agent run` without its inference service; 50 processes of the whole
+           daemon are heavy for one small machine.
+  wire     the same processes, agents reduced to the wire: fetch the blobs (8 chunks outstanding), check
+           SHA-256, report. No disk, no LiteRT: the coordinator's side of a rollout alone.
+  daemon   one `edge-agent run` process per agent: the whole agent (also its inference service, which
+           loads each model it serves and scores the golden set again, telemetry, the trial supervisor).
+
+On one machine the agents' own work (hashing, fsyncs, loading and testing the model, 50 times over)
+competes for the same cores as the transfer; the CPU seconds of the coordinator and of the agent
+processes are printed beside the rollout time to show where it went.
+
+Measured in the same run:
+  baseline   plain paho: one publisher sends every receiver the same bytes a device fetches (the model and
+             the golden set) in chunks of the same size at QoS 1, one topic per receiver; N paho receivers
+             spread over --procs processes like the agents; time from the first publish until every
+             receiver has every byte. Run three times, between the measured phases; the median is the
+             baseline (other load on the machine hits both alike).
+  rollout    CreateRollout of v1 to all devices (--canary N, default all: one wave) until every device has
+             COMMITTED; ratio = rollout / baseline (target <= 2.0).
+  abort      v2 rolled out with a long trial; once every device runs v2 on trial, ControlRollout(abort):
+             time until the last device reported ROLLED_BACK to v1 (the rollout is `aborted`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+TARGET_RATIO = 2.0
+PROFILE = "x86-gateway"
+BUILD_VERSION = "1"
+BROKER_CONF = """listener {port} 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 0
+max_inflight_messages 100
+set_tcp_nodelay true
+"""
+
+
+# -- the models (TensorFlow; child process only) ------------------------------------------------------
+
+
+def build(out: Path) -> None:
+    """digits.npz and two ~4.2 MB float32 MLPs (different seeds): v1.tflite, v2.tflite."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
+    import tensorflow as tf
+    from sklearn.datasets import load_digits
+
+    out.mkdir(parents=True, exist_ok=True)
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    y = d.target.astype(np.int64)
+    idx = np.random.default_rng(0).permutation(len(x))
+    tr, va = idx[:1400], idx[1400:]
+    np.savez(out / "digits.npz", x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va])
+    for version, seed in (("v1", 0), ("v2", 1)):
+        tf.keras.utils.set_random_seed(seed)
+        L = tf.keras.layers
+        # 64*1024 + 1024*960 + 960*10 weights, ~1.06 M float32: ~4.2 MB of .tflite.
+        model = tf.keras.Sequential([tf.keras.Input((8, 8, 1)), L.Flatten(), L.Dense(1024, activation="relu"),
+                                     L.Dense(960, activation="relu"), L.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(x[tr], y[tr], epochs=2, batch_size=64, verbose=0)
+        (out / f"{version}.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    (out / "BUILD").write_text(BUILD_VERSION)
+
+
+def models(cache: Path) -> Path:
+    if (cache / "BUILD").is_file() and (cache / "BUILD").read_text() == BUILD_VERSION:
+        return cache
+    print(f"building the models in {cache} (TensorFlow, once)...", flush=True)
+    res = subprocess.run([sys.executable, __file__, "--build", str(cache)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"building the models failed:\n{res.stderr[-3000:]}")
+    return cache
+
+
+# -- agent host processes --------------------------------------------------------------------------
+
+
+def host_agents(dirs: list[Path]) -> None:
+    """Run one agent (AgentLink + Deployer) per state directory until stdin closes."""
+    import logging
+
+    from agent.deployer import Deployer
+    from agent.identity import load_identity
+    from agent.link import AgentLink
+    from agent.profile import probe_with_profile
+    from agent.version import AGENT_VERSION
+    from edgefleet import envelope, topics
+    from edgefleet.v1 import device_pb2
+
+    logging.basicConfig(level=os.environ.get("BENCH_AGENT_LOG", "WARNING"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    running = []
+    for state_dir in dirs:
+        ident = load_identity(state_dir)
+        hw = probe_with_profile(state_dir, PROFILE)
+        holder: dict = {}
+
+        def hello(holder=holder, hw=hw) -> device_pb2.Hello:
+            msg = device_pb2.Hello(hardware=hw, agent_version=AGENT_VERSION, protocol_version=1)
+            dep = holder.get("deployer")
+            if dep is not None:
+                active = dep.active_model()
+                if active is not None:
+                    msg.active_model.CopyFrom(active)
+                msg.last_manifest_sequence = dep.last_sequence
+            return msg
+
+        link = AgentLink(ident, hello, on_command=lambda env, holder=holder: holder["deployer"].handle(env))
+
+        def emit(event, link=link, device_id=ident.device_id) -> None:
+            link.publish(topics.event(device_id), envelope.encode(device_id, event=event), qos=1)
+
+        dep = Deployer(state_dir, ident, lambda t, p, q, link=link: link.publish(t, p, qos=q), emit, hardware=lambda hw=hw: hw,
+                       connection_count=lambda link=link: link.connects, tick_interval_s=0.1, chunk_timeout_s=5, acceptance_runs=5)
+        holder["deployer"] = dep
+        dep.resume()
+        link.start()
+        running.append((link, dep))
+    for link, _ in running:
+        link.connected.wait(30)
+    sys.stdout.write(f"ready {len(running)}\n")
+    sys.stdout.flush()
+    sys.stdin.read()  # until the bench closes our stdin
+    for link, dep in running:
+        dep.close()
+        link.stop()
+
+
+def host_wire_agents(dirs: list[Path]) -> None:
+    """Agents reduced to the wire (--mode wire): hello, then for each deploy fetch the model and golden set
+    through the blob server (8 chunks outstanding, as the Deployer), check SHA-256 and report COMMITTED; a
+    rollback order is answered ROLLED_BACK. No slots, no LiteRT: the coordinator's side of a rollout alone."""
+    import hashlib
+
+    from agent.identity import load_identity
+    from agent.profile import probe_with_profile
+    from coordinator.transfer.manifests import verify_manifest, verify_rollback
+    from edgefleet import envelope, session, topics
+    from edgefleet.v1 import device_pb2, events_pb2, transfer_pb2
+
+    E = events_pb2
+    ready = threading.Semaphore(0)
+    clients = []
+    for state_dir in dirs:
+        ident = load_identity(state_dir)
+        hw = probe_with_profile(state_dir, PROFILE)
+        did = ident.device_id
+        c = session.make_client(did, "5")
+        st = {"m": None, "blobs": {}, "active": None, "previous": None, "seen": set()}
+
+        def emit(m, state, c=c, did=did, st=st, sequence=0, rollout_id=""):
+            p = E.InstallProgress(state=state, sequence=sequence, rollout_id=rollout_id)
+            if m is not None:
+                p.rollout_id, p.model, p.version, p.variant_id, p.sequence = m.rollout_id, m.model, m.version, m.variant_id, m.sequence
+            a = st["active"]
+            if a is not None:
+                p.active_model.CopyFrom(device_pb2.ActiveModel(model=a.model, version=a.version, variant_id=a.variant_id, sha256=a.sha256, sequence=a.sequence))
+            c.publish(topics.event(did), envelope.encode(did, event=E.Event(install=p)), qos=1)
+
+        def ask(c=c, did=did, st=st):
+            m = st["m"]
+            for sha, b in st["blobs"].items():
+                want = [o for o in range(0, b["size"], m.chunk_size) if o not in b["have"] and o not in b["asked"]]
+                room = 8 - sum(len(x["asked"]) for x in st["blobs"].values())
+                if want and room > 0:
+                    b["asked"].update(want[:room])
+                    req = transfer_pb2.BlobRequest(sha256=sha, offsets=want[:room], chunk_size=m.chunk_size)
+                    c.publish(topics.blob_req(did), envelope.encode(did, blob_request=req), qos=1)
+
+        def on_message(client, userdata, msg, ident=ident, did=did, st=st, emit=emit, ask=ask):
+            env = envelope.decode(bytes(msg.payload))
+            if env.WhichOneof("body") == "blob_chunk":
+                ch = env.blob_chunk
+                b = st["blobs"].get(ch.sha256)
+                if b is None:
+                    return
+                b["asked"].discard(ch.offset)
+                b["have"][ch.offset] = ch.data
+                if all(sum(len(x) for x in bb["have"].values()) == bb["size"] for bb in st["blobs"].values()):
+                    m = st["m"]
+                    for sha, bb in st["blobs"].items():
+                        assert hashlib.sha256(b"".join(bb["have"][o] for o in sorted(bb["have"]))).hexdigest() == sha
+                    st["blobs"], st["m"] = {}, None
+                    st["previous"], st["active"] = st["active"], m
+                    emit(m, E.INSTALL_STATE_TRIAL)
+                    if not m.trial.seconds or m.trial.seconds < 60:
+                        emit(m, E.INSTALL_STATE_COMMITTED)
+                else:
+                    ask()
+                return
+            cmd = env.command
+            if cmd.command_id in st["seen"]:
+                return
+            st["seen"].add(cmd.command_id)
+            if cmd.WhichOneof("kind") == "deploy":
+                m = verify_manifest(cmd.deploy.manifest, ident.public_key, device_id=did)
+                st["m"] = m
+                st["blobs"] = {m.sha256: {"size": m.size_bytes, "have": {}, "asked": set()}}
+                if m.golden.sha256:
+                    st["blobs"][m.golden.sha256] = {"size": m.golden.size_bytes, "have": {}, "asked": set()}
+                emit(m, E.INSTALL_STATE_DOWNLOADING)
+                ask()
+            elif cmd.WhichOneof("kind") == "rollback":
+                order = verify_rollback(cmd.rollback, ident.public_key, device_id=did)
+                undone = st["active"]
+                if undone is not None and undone.rollout_id == order.rollout_id:
+                    st["active"], st["previous"] = st["previous"], None
+                    emit(undone, E.INSTALL_STATE_ROLLED_BACK)
+                else:
+                    emit(None, E.INSTALL_STATE_ROLLED_BACK, sequence=order.sequence, rollout_id=order.rollout_id)
+
+        def on_connect(client, userdata, flags, rc, props, did=did, hw=hw):
+            client.subscribe([(topics.cmd(did), 1), (topics.blob(did), 1)])
+            online = envelope.encode(did, status=device_pb2.Status(state=device_pb2.DEVICE_STATE_ONLINE))
+            client.publish(topics.status(did), online, qos=1, retain=True)
+            client.publish(topics.hello(did), envelope.encode(did, hello=device_pb2.Hello(hardware=hw, protocol_version=1)), qos=1, retain=True)
+            ready.release()
+
+        c.on_connect, c.on_message = on_connect, on_message
+        session.connect_async(c, session.parse_broker_url(ident.mqtt.url), keepalive=30, session_expiry_s=3600)
+        c.loop_start()
+        clients.append(c)
+    for _ in dirs:
+        ready.acquire(timeout=30)
+    sys.stdout.write(f"ready {len(clients)}\n")
+    sys.stdout.flush()
+    sys.stdin.read()
+    for c in clients:
+        c.disconnect()
+        c.loop_stop()
+
+
+def host_receivers(url: str, names: list[str]) -> None:
+    """Plain paho receivers: each counts the bytes on bench/recv/<name> and says so on bench/done/<name>."""
+    from edgefleet import session
+
+    addr = session.parse_broker_url(url)
+    clients = []
+    ready = threading.Semaphore(0)
+    for name in names:
+        state = {"bytes": 0, "expect": None}
+        c = session.make_client(f"recv-{name}", "5")
+
+        def on_connect(client, userdata, flags, rc, props, name=name):
+            client.subscribe([(f"bench/recv/{name}", 1), (f"bench/recv/{name}/size", 1)])
+
+        def on_message(client, userdata, msg, name=name, state=state):
+            if msg.topic.endswith("/size"):
+                state["expect"] = int(msg.payload)
+            else:
+                state["bytes"] += len(msg.payload)
+            if state["expect"] is not None and state["bytes"] >= state["expect"]:
+                client.publish(f"bench/done/{name}", str(state["bytes"]).encode(), qos=1)
+                state["bytes"], state["expect"] = 0, None
+
+        c.on_connect, c.on_message = on_connect, on_message
+        c.on_subscribe = lambda *a: ready.release()
+        session.connect_async(c, addr, keepalive=30, session_expiry_s=0)
+        c.loop_start()
+        clients.append(c)
+    for _ in names:
+        if not ready.acquire(timeout=30):
+            raise SystemExit("a receiver did not subscribe")
+    sys.stdout.write(f"ready {len(clients)}\n")
+    sys.stdout.flush()
+    sys.stdin.read()
+    for c in clients:
+        c.disconnect()
+        c.loop_stop()
+
+
+# -- the bench ---------------------------------------------------------------------------------------
+
+
+class Hosts:
+    """Child processes started with a list of arguments, each printing `ready N`; stopped by closing stdin."""
+
+    def __init__(self, commands: list[list[str]], log_dir: Path, tag: str):
+        self.procs = []
+        for i, cmd in enumerate(commands):
+            log = open(log_dir / f"{tag}-{i}.log", "wb")
+            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=os.environ | {"PYTHONPATH": str(REPO)})
+            self.procs.append(p)
+        for p in self.procs:
+            line = p.stdout.readline().decode().strip()
+            if not line.startswith("ready"):
+                raise SystemExit(f"a {tag} host did not start (see {log_dir}): {line!r}")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            try:
+                p.stdin.close()
+            except OSError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def chunks_of(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def baseline(url: str, names: list[str], blobs: list[bytes], chunk: int, procs: int, log_dir: Path) -> float:
+    """Seconds to push every receiver all the blobs' bytes, chunked, QoS 1, one publisher."""
+    from edgefleet import session
+
+    groups = [names[i::procs] for i in range(procs)]
+    hosts = Hosts([[sys.executable, __file__, "--host-receivers", url, *g] for g in groups if g], log_dir, "receivers")
+    try:
+        pub = session.make_client("bench-publisher", "5")
+        done: set[str] = set()
+        all_done = threading.Event()
+        connected = threading.Event()
+
+        def on_connect(client, userdata, flags, rc, props):
+            client.subscribe("bench/done/+", qos=1)
+
+        def on_message(client, userdata, msg):
+            done.add(msg.topic.rsplit("/", 1)[1])
+            if len(done) == len(names):
+                all_done.set()
+
+        pub.on_connect, pub.on_message = on_connect, on_message
+        pub.on_subscribe = lambda *a: connected.set()
+        session.connect_async(pub, session.parse_broker_url(url), keepalive=30, session_expiry_s=0)
+        pub.loop_start()
+        assert connected.wait(30), "the baseline publisher did not connect"
+        pieces = [c for b in blobs for c in chunks_of(b, chunk)]
+        total = sum(len(b) for b in blobs)
+        start = time.perf_counter()
+        for name in names:
+            pub.publish(f"bench/recv/{name}/size", str(total).encode(), qos=1)
+        for piece in pieces:  # chunk by chunk to every receiver: how a fleet transfer interleaves
+            for name in names:
+                pub.publish(f"bench/recv/{name}", piece, qos=1)
+        if not all_done.wait(600):
+            raise SystemExit(f"baseline: only {len(done)} of {len(names)} receivers got everything")
+        elapsed = time.perf_counter() - start
+        pub.disconnect()
+        pub.loop_stop()
+        return elapsed
+    finally:
+        hosts.stop()
+
+
+class Admin:
+    def __init__(self, address: str, token: str):
+        import grpc
+
+        from edgefleet.v1 import admin_pb2_grpc
+
+        self.channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        self.stub = admin_pb2_grpc.AdminStub(self.channel)
+        self.md = (("authorization", f"Bearer {token}"),)
+
+    def __getattr__(self, method):
+        rpc = getattr(self.stub, method)
+        return lambda request, **kw: rpc(request, metadata=self.md, **kw)
+
+
+def watch_until(admin: Admin, rollout_id: str, done, timeout: float):
+    from edgefleet.v1 import admin_pb2
+
+    deadline = time.monotonic() + timeout
+    last = None
+    for r in admin.WatchRollout(admin_pb2.GetRolloutRequest(id=rollout_id), timeout=timeout):
+        last = r
+        if done(r):
+            return r
+        if time.monotonic() > deadline:
+            break
+    raise SystemExit(f"rollout {rollout_id} did not get there in {timeout:.0f} s: {last.state if last else '?'} {dict(last.counts) if last else ''}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--agents", type=int, default=50)
+    ap.add_argument("--procs", type=int, default=5, help="host processes the agents (and the baseline's receivers) are spread over")
+    ap.add_argument("--mode", choices=("driver", "wire", "daemon"), default="driver")
+    ap.add_argument("--canary", type=int, default=0, help="canary devices (default: all of them, one wave)")
+    ap.add_argument("--chunk-kib", type=int, default=128, help="transfer chunk size (rollouts.chunk_size), the baseline's too")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "edgefleet-bench-rollout")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, stores)")
+    ap.add_argument("--build", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--host-agents", nargs="+", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--host-wire-agents", nargs="+", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--host-receivers", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.build:
+        return build(args.build)
+    if args.host_agents:
+        return host_agents(args.host_agents)
+    if args.host_wire_agents:
+        return host_wire_agents(args.host_wire_agents)
+    if args.host_receivers:
+        return host_receivers(args.host_receivers[0], args.host_receivers[1:])
+
+    import numpy as np
+
+    from agent.enroll import enroll
+    from agent.profile import probe_with_profile
+    from coordinator.rollouts.golden import golden_arrays, npz_bytes
+    from edgefleet.v1 import admin_pb2
+    from tests.fleet import CoordinatorProcess, script
+    from tests.mosquitto import MosquittoProcess
+
+    cache = models(args.cache)
+    work = Path(tempfile.mkdtemp(prefix="edgefleet-bench-rollout-"))
+    logs = work / "logs"
+    logs.mkdir()
+    chunk = args.chunk_kib * 1024
+    broker = MosquittoProcess(BROKER_CONF, work / "broker").start()
+    url = f"mqtt://{broker.host}:{broker.port}"
+    coordinator = CoordinatorProcess(work / "coordinator", url, extra_env={
+        "EDGEFLEET_ROLLOUTS__TICK_INTERVAL_S": "0.1",
+        "EDGEFLEET_ROLLOUTS__TRIAL_SECONDS": "0",
+        "EDGEFLEET_ROLLOUTS__DEVICE_TIMEOUT_S": "120",
+        "EDGEFLEET_ROLLOUTS__CHUNK_SIZE": str(chunk),
+        "EDGEFLEET_LOG_LEVEL": "warning",
+    })
+    hosts: Hosts | None = None
+    daemons: list[subprocess.Popen] = []
+    try:
+        coordinator.start(timeout=60)
+        refs = {}
+        for version in ("v1", "v2"):
+            res = coordinator.edgectl("model", "push", str(cache / f"{version}.tflite"), "--name", "bench", "--data", str(cache / "digits.npz"), "-o", "json", timeout=300)
+            out = json.loads(res.stdout)
+            refs[version] = f"{out['name']}:{out['version']}"
+        model_bytes = (cache / "v1.tflite").read_bytes()
+        with np.load(cache / "digits.npz") as z:
+            golden = npz_bytes(golden_arrays({k: z[k] for k in z.files}, 256))
+        hosting = f"{args.agents} processes" if args.mode == "daemon" else f"{args.procs} host processes"
+        print(f"model {len(model_bytes) / 1e6:.2f} MB + golden set {len(golden) / 1e3:.0f} kB, chunk {chunk // 1024} KiB, "
+              f"{args.agents} agents ({args.mode}, {hosting})", flush=True)
+
+        names = [f"bench-{i:03d}" for i in range(args.agents)]
+        dirs = []
+        for name in names:
+            reg = json.loads(coordinator.edgectl("device", "register", name, "--label", "bench=1", "-o", "json").stdout)
+            state_dir = work / "agents" / name
+            enroll(coordinator.grpc_address, reg["enrollment_token"], state_dir, probe_with_profile(state_dir, PROFILE))
+            dirs.append(state_dir)
+        if args.mode in ("driver", "wire"):
+            groups = [dirs[i::args.procs] for i in range(args.procs)]
+            flag = "--host-agents" if args.mode == "driver" else "--host-wire-agents"
+            hosts = Hosts([[sys.executable, __file__, flag, *map(str, g)] for g in groups if g], logs, "agents")
+        else:
+            for d in dirs:
+                log = open(logs / f"{d.name}.log", "wb")
+                daemons.append(subprocess.Popen([script("edge-agent"), "run", "--state-dir", str(d), "--profile", PROFILE, "--log-level", os.environ.get("BENCH_AGENT_LOG", "warning").lower()], stdout=log, stderr=log))
+        admin = Admin(coordinator.grpc_address, coordinator.token)
+        # Online, not only enrolled (enrollment stores the hardware too): a device's first commands need its session.
+        from edgefleet.v1 import device_pb2
+
+        deadline = time.monotonic() + 300
+        while sum(1 for d in admin.ListDevices(admin_pb2.ListDevicesRequest(selector="bench=1")).devices if d.state == device_pb2.DEVICE_STATE_ONLINE) < args.agents:
+            if time.monotonic() > deadline:
+                raise SystemExit("not every agent came online within 300 s")
+            time.sleep(0.2)
+
+        import psutil
+
+        coord_proc = psutil.Process(coordinator.process.proc.pid)
+        host_procs = [psutil.Process(p.pid) for p in (hosts.procs if hosts else daemons)]
+
+        def cpu() -> tuple[float, float]:
+            ct = coord_proc.cpu_times()
+            return ct.user + ct.system, sum(h.cpu_times().user + h.cpu_times().system for h in host_procs)
+
+        bases = []
+
+        def run_baseline() -> None:
+            bases.append(baseline(url, names, [model_bytes, golden], chunk, args.procs, logs))
+            print(f"baseline {len(bases)} (plain paho, the same bytes to {args.agents} receivers): {bases[-1]:.2f} s", flush=True)
+
+        # Baselines between the measured phases, so that load from anything else on the machine hits both alike.
+        run_baseline()
+        canary = args.canary or args.agents
+        cpu0 = cpu()
+        t0 = time.perf_counter()
+        r = admin.CreateRollout(admin_pb2.RolloutSpec(ref=refs["v1"], selector="bench=1", canary_count=canary, waves=1), timeout=120)
+        created_s = time.perf_counter() - t0
+        final = watch_until(admin, r.id, lambda x: x.state in ("done", "aborted"), 600)
+        rollout_s = time.perf_counter() - t0
+        if final.state != "done" or dict(final.counts) != {"committed": args.agents}:
+            raise SystemExit(f"rollout of v1 ended {final.state}: {dict(final.counts)} {final.reason}")
+        cpu1 = cpu()
+        print(f"rollout of v1 until all {args.agents} committed: {rollout_s:.2f} s "
+              f"(CreateRollout {created_s:.2f} s; CPU: coordinator {cpu1[0] - cpu0[0]:.1f} s, agents {cpu1[1] - cpu0[1]:.1f} s)", flush=True)
+        run_baseline()
+
+        r2 = admin.CreateRollout(admin_pb2.RolloutSpec(ref=refs["v2"], selector="bench=1", canary_count=canary, waves=1, trial_seconds=3600), timeout=120)
+        watch_until(admin, r2.id, lambda x: sum(1 for p in x.progress if p.install_state == 4) == args.agents, 600)  # all on trial
+        t1 = time.perf_counter()
+        admin.ControlRollout(admin_pb2.ControlRolloutRequest(id=r2.id, action="abort", reason="bench"))
+        aborted = watch_until(admin, r2.id, lambda x: x.state == "aborted", 600)
+        abort_s = time.perf_counter() - t1
+        back = sum(1 for p in aborted.progress if p.state == "rolled_back" and p.rollback == "done")
+        on_v1 = 0
+        for name in names:
+            history = admin.GetDevice(admin_pb2.GetDeviceRequest(ref=name)).model_history
+            on_v1 += bool(history) and history[-1].model.version == refs["v1"].split(":")[1]
+        print(f"abort of v2 (every device on it, on trial) until the last device is back on v1: {abort_s:.2f} s "
+              f"({back} rolled back, {on_v1} report v1 active)", flush=True)
+        run_baseline()
+
+        base = statistics.median(bases)
+        ratio = rollout_s / base
+        print()
+        print(f"rollout / plain paho (median of {len(bases)}) = {rollout_s:.2f} / {base:.2f} = {ratio:.2f}  "
+              f"(target <= {TARGET_RATIO}: {'PASS' if ratio <= TARGET_RATIO else 'FAIL'})")
+        print(f"abort -> every device back on its previous model: {abort_s:.2f} s")
+    finally:
+        if hosts is not None:
+            hosts.stop()
+        for p in daemons:
+            p.send_signal(signal.SIGTERM)
+        for p in daemons:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        coordinator.stop()
+        broker.stop()
+        if args.keep:
+            print(f"work directory kept: {work}")
+        else:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
