@@ -211,7 +211,11 @@ class Installer:
 
     def _deploy(self, command_id: str, signed: manifest_pb2.SignedManifest) -> None:
         if self.ledger.seen(command_id):
-            log.debug("deploy %s seen before (QoS 1 redelivery)", command_id)
+            log.debug("deploy %s seen before (QoS 1 redelivery or a coordinator re-send)", command_id)
+            out = self.ledger.last_outcome
+            if out is not None and out.command_id == command_id:
+                # The coordinator re-sends to a device it has not heard from: the first report may be lost.
+                self._report(out.manifest, out.state, reason=out.reason, figures=out.figures)
             return
         try:
             manifest = self.verifier.manifest(signed, last_sequence=self.ledger.last_sequence)

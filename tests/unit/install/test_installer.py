@@ -98,14 +98,20 @@ def test_refused_manifests_are_reported_and_change_nothing(rig, blobs):
     assert rig.installer.last_sequence == 5 and active_version(rig) == "v1" and not rig.requests
 
 
-def test_a_redelivered_command_is_ignored(rig, blobs):
+def test_a_redelivered_command_installs_nothing_and_repeats_its_outcome(rig, blobs):
     rig.start()
     signed = offer(rig, blobs, "v1", sequence=1)
     rig.deploy(signed, "same-id")
     rig.serve()
     count = len(rig.events)
+    first_outcome = rig.last()
     rig.deploy(signed, "same-id")
-    assert len(rig.events) == count and not rig.requests
+    # Nothing is fetched or installed again; the outcome is reported once more, since the coordinator
+    # re-sends only to devices whose report it did not get.
+    assert not rig.requests
+    assert len(rig.events) == count + 1
+    assert rig.last().state == first_outcome.state == events_pb2.INSTALL_STATE_COMMITTED
+    assert rig.last().sequence == first_outcome.sequence
 
 
 def test_storage_budget_too_small_fails_cleanly(rig, blobs):
