@@ -1,9 +1,11 @@
 """`edgectl demo`: a local fleet on one machine with the defaults — a coordinator on SQLite, a local
-MQTT broker, and simulated devices of every bundled hardware kind, each a real agent process.
+MQTT broker, and simulated devices of every bundled hardware kind, each a real agent process — and the
+story on it (README "The demo"): train, push, roll out with a canary, live telemetry, a bad version
+refused and rolled back, a summary table and plot.
 
-Today it tells the foundation's story (enroll, report hardware, go online, stop cleanly). The model,
-rollout and telemetry chapters join it as those subsystems land. Every process it starts is its
-child and is stopped on exit, Ctrl-C or SIGTERM.
+The story drives the fleet through edgectl's own commands (`-o json`), as an operator would; TensorFlow
+runs only in the training child process. Every process it starts is its child and is stopped on exit,
+Ctrl-C or SIGTERM.
 """
 from __future__ import annotations
 
@@ -108,6 +110,8 @@ class DemoFleet:
         self.token = ""
         self.token_file = ""
         self.broker_note = ""
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="efd-"))
+        self.sockets: dict[str, Path] = {}
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")}
@@ -149,6 +153,9 @@ class DemoFleet:
             EDGEFLEET_MQTT__PROTOCOL=self.protocol,
             EDGEFLEET_MQTT__CLIENT_ID=f"edgefleet-demo-{os.getpid()}",
             EDGEFLEET_MQTT__DEVICE_KEEPALIVE_S="10",
+            # A demo's rollouts should move in seconds, not at production pace.
+            EDGEFLEET_ROLLOUTS__TICK_INTERVAL_S="0.5",
+            EDGEFLEET_ROLLOUTS__RESEND_S="5",
         )
         child = Child("edge-coordinator", [_script("edge-coordinator"), "run"], env, self.workdir / "coordinator.log")
         self.children.append(child)
@@ -182,7 +189,11 @@ class DemoFleet:
         if res.returncode != 0:
             raise CliError(f"enrolling {name} failed: {res.stderr.strip()}")
         on_step(f"enrolled {name}")
-        agent = Child(name, [_script("edge-agent"), "run", "--state-dir", str(state_dir), "--profile", profile], self.env(), self.workdir / "agents" / f"{name}.log")
+        # A short socket path: unix socket paths are limited to ~107 bytes and the demo's directory may be deep.
+        sock = self.socket_dir / f"{index}.sock"
+        self.sockets[name] = sock
+        agent = Child(name, [_script("edge-agent"), "run", "--state-dir", str(state_dir), "--profile", profile, "--socket", str(sock),
+                             "--telemetry-interval", "2"], self.env(), self.workdir / "agents" / f"{name}.log")
         self.children.append(agent)
         self.agents.append(agent)
 
@@ -199,6 +210,375 @@ class DemoFleet:
             except Exception:  # noqa: BLE001 - keep stopping the others
                 pass
         self.children.clear()
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the story (--story / --once)
+
+# Trains in a child process: edgectl never imports TensorFlow. The bad version is the same network with
+# each layer's weights shuffled: it loads and runs like the good one, and its accuracy collapses.
+TRAIN = r"""
+import os, sys
+from pathlib import Path
+import numpy as np
+import tf_keras
+from sklearn.datasets import load_digits
+
+out = Path(sys.argv[1])
+d = load_digits()
+x = (d.images / 16.0).astype(np.float32)[..., None]
+y = d.target.astype(np.int64)
+idx = np.random.default_rng(0).permutation(len(x))
+tr, va = idx[:1400], idx[1400:]
+np.savez(out / "digits.npz", x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va])
+tf_keras.utils.set_random_seed(0)
+L = tf_keras.layers
+model = tf_keras.Sequential([tf_keras.Input((8, 8, 1)), L.Conv2D(8, 3, activation="relu"), L.Flatten(),
+                             L.Dense(32, activation="relu"), L.Dense(10, activation="softmax")])
+model.compile(optimizer=tf_keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(x[tr], y[tr], epochs=8, batch_size=32, verbose=0)
+acc = model.evaluate(x[va], y[va], verbose=0)[1]
+model.save(out / "digits.keras")
+rng = np.random.default_rng(1)
+model.set_weights([rng.permutation(w.ravel()).reshape(w.shape) for w in model.get_weights()])
+bad = model.evaluate(x[va], y[va], verbose=0)[1]
+model.save(out / "digits-bad.keras")
+print(f"trained {acc:.4f} {bad:.4f} {len(tr)} {len(va)}")
+"""
+
+RECIPE = 'techniques = ["fp32", "int8"]\n'
+
+
+class StepFailed(Exception):
+    """A story step did not reach its expected state; the message names the step and what was seen."""
+
+    def __init__(self, step: str, message: str):
+        super().__init__(f"step {step!r} failed: {message}")
+        self.step = step
+
+
+class Story:
+    """The demo's chapters after the fleet is online, each through edgectl's own commands (-o json)."""
+
+    def __init__(self, fleet: "DemoFleet", out, as_json: bool, plot_path: Path):
+        self.plot_path = plot_path
+        self.traffic: Traffic | None = None
+        self.fleet = fleet
+        self.out = out
+        self.as_json = as_json
+        self.models = fleet.workdir / "models"
+        self.models.mkdir(exist_ok=True)
+
+    def emit(self, step: str, headline: str, **figures) -> None:
+        import json
+
+        self.out.print(f"[bold]▶ {step}[/]: {headline}")
+        if self.as_json:
+            sys.stdout.write(json.dumps({"step": step, "ok": True, **figures}, default=str) + "\n")
+            sys.stdout.flush()
+
+    def edgectl(self, step: str, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+        self.step = step
+        env = self.fleet.env(EDGEFLEET_COORDINATOR=self.fleet.grpc_address, EDGEFLEET_TOKEN=self.fleet.token)
+        res = subprocess.run([_script("edgectl"), *args], env=env, capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode != 0:
+            last = (res.stderr.strip().splitlines() or ["no output"])[-1]
+            raise StepFailed(step, f"edgectl {' '.join(args[:2])} exited {res.returncode}: {last}")
+        return res
+
+    def json_of(self, step: str, *args: str, timeout: float = 120):
+        import json
+
+        return json.loads(self.edgectl(step, *args, "-o", "json", timeout=timeout).stdout)
+
+    def watch(self, step: str, rid: str) -> dict:
+        """`rollout status --watch` until the rollout ends; it exits non-zero for an aborted one, still printing it."""
+        import json
+
+        res = self.edgectl(step, "rollout", "status", rid, "--watch", "-o", "json", timeout=300, check=False)
+        try:
+            return json.loads(res.stdout)
+        except ValueError:
+            raise StepFailed(step, f"rollout status {rid}: {(res.stderr.strip().splitlines() or ['no output'])[-1]}") from None
+
+    def devices(self, step: str) -> list[dict]:
+        return self.json_of(step, "device", "list")
+
+    # -- chapters
+
+    def fleet_online(self) -> None:
+        rows = self.devices("online")
+        self.emit("online", f"{len(rows)} devices online", devices=[
+            {"name": d["name"], "state": d.get("state"), "hardware_class": (d.get("hardware") or {}).get("hardware_class", ""),
+             "accelerators": [a.get("kind", "") for a in (d.get("hardware") or {}).get("accelerators", [])]} for d in rows])
+
+    def train(self) -> None:
+        step = self.step = "train"
+        env = self.fleet.env(TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+        started = time.monotonic()
+        res = subprocess.run([sys.executable, "-c", TRAIN, str(self.models)], env=env, capture_output=True, text=True, timeout=600)
+        line = next((l for l in res.stdout.splitlines() if l.startswith("trained ")), None)
+        if res.returncode != 0 or line is None:
+            raise StepFailed(step, f"training exited {res.returncode}: {res.stderr.strip()[-300:]}")
+        _, acc, bad, n_train, n_val = line.split()
+        self.emit(step, f"a digits CNN (sklearn digits, {n_train} train / {n_val} val) in {time.monotonic() - started:.0f} s: "
+                  f"accuracy {float(acc):.3f}; the shuffled-weights copy {float(bad):.3f}",
+                  accuracy=float(acc), bad_accuracy=float(bad))
+
+    def push(self, step: str, model: str) -> dict:
+        recipe = self.models / "demo-recipe.toml"
+        recipe.write_text(RECIPE)
+        started = time.monotonic()
+        got = self.json_of(step, "model", "push", str(self.models / model), "--name", "digits", "--data", str(self.models / "digits.npz"),
+                           "--recipe", str(recipe), timeout=600)
+        if got.get("state") != "ready":
+            raise StepFailed(step, f"digits:{got.get('version')} ended {got.get('state')}")
+        variants = [{"id": v.get("id"), "size_bytes": int(v.get("size_bytes", 0)), "metric": v.get("metric"),
+                     "p50_ms": v.get("latency_p50_ms"), "p95_ms": v.get("latency_p95_ms"),
+                     "edgetpu": (v.get("edgetpu") or {}).get("status", "")} for v in got.get("variants", [])]
+        text = "; ".join(f"{v['id']} {human(v['size_bytes'])} acc {float(v['metric'] or 0):.3f} p50 {float(v['p50_ms'] or 0) * 1000:.1f} µs" for v in variants)
+        self.emit(step, f"digits:{got['version']} optimized in {time.monotonic() - started:.0f} s: {text}", version=got["version"], variants=variants)
+        return got
+
+    def rollout(self, ref: str, floor: float) -> dict:
+        step = "rollout"
+        plan = self.json_of(step, "rollout", "plan", ref, "--min-accuracy", f"{floor:.2f}")
+        # A short trial (5 s or 20 inferences) and a 3 s look at each wave's telemetry: demo pace, same rules.
+        created = self.json_of(step, "rollout", "create", ref, "--canary", "1", "--waves", "1", "--observe", "3",
+                               "--min-accuracy", f"{floor:.2f}", "--trial-seconds", "5", "--trial-inferences", "20")
+        final = self.watch(step, created["id"])
+        if final.get("state") != "done":
+            raise StepFailed(step, f"rollout {created['id']} ended {final.get('state')}: {final.get('reason', '')}")
+        progress = final.get("progress", [])
+        per_device = [{"name": p["device_name"], "wave": int(p.get("wave", 0)), "variant": p.get("variant_id", ""), "state": p.get("state"),
+                       "updated_at": p.get("updated_at", "")} for p in progress]
+        kinds = {}
+        for d in plan.get("devices", []):
+            kinds[d["device_name"]] = (d.get("hardware_class", ""), d.get("variant_id", ""), d.get("reason", ""))
+        for p in per_device:
+            p["hardware_class"] = kinds.get(p["name"], ("", "", ""))[0]
+        text = ", ".join(f"{p['name']} ({p['hardware_class']}) wave {p['wave'] + 1} → {p['variant']}" for p in per_device)
+        final["_devices"] = per_device
+        self.emit(step, f"{ref} canary first, then the rest: {text}", rollout=created["id"], state=final["state"], devices=per_device,
+                  plan=[{"name": n, "hardware_class": k[0], "variant": k[1], "reason": k[2]} for n, k in kinds.items()])
+        return final
+
+    def bad_rollout(self, ref: str, floor: float) -> None:
+        step = "bad_rollout"
+        # 1. With an accuracy floor the coordinator's own selection refuses it: no device receives it.
+        refused = self.edgectl(step, "rollout", "create", ref, "--min-accuracy", f"{floor:.2f}", check=False)
+        reason = (refused.stderr.strip().splitlines() or [""])[-1]
+        if refused.returncode == 0:
+            raise StepFailed(step, f"the coordinator accepted {ref} with --min-accuracy {floor:.2f}")
+        self.out.print(f"  with --min-accuracy {floor:.2f} the coordinator refuses it: {reason}")
+        # 2. Without a floor it goes out to a canary on a long trial; the demo acts as the operator who reads the
+        # figures and aborts. The agents put the previous version back. (Nothing on the device catches it by
+        # itself: with no floor the acceptance test and the trial have no accuracy rule to apply.)
+        created = self.json_of(step, "rollout", "create", ref, "--canary", "1", "--waves", "1", "--trial-seconds", "600")
+        rid = created["id"]
+        deadline = time.monotonic() + 120
+        while True:
+            st = self.json_of(step, "rollout", "status", rid)
+            if any(p.get("install_state") in ("trial", "INSTALL_STATE_TRIAL") for p in st.get("progress", [])) or st.get("state") not in ("pending", "running"):
+                break
+            if time.monotonic() > deadline:
+                raise StepFailed(step, f"the canary of {rid} did not start its trial within 120 s")
+            threading.Event().wait(0.5)
+        self.edgectl(step, "rollout", "abort", rid, "--reason", f"accuracy below {floor:.2f} (shuffled weights)")
+        final = self.watch(step, rid)
+        if final.get("state") != "aborted":
+            raise StepFailed(step, f"rollout {rid} ended {final.get('state')}, not aborted")
+        bad_version = ref.split(":")[1]
+        history = {}
+        for d in self.devices(step):
+            show = self.json_of(step, "device", "show", d["name"])
+            last = (show.get("model_history") or [{}])[-1]
+            history[d["name"]] = {"state": last.get("state"), "version": (last.get("model") or {}).get("version"), "rollout": last.get("rollout_id")}
+        on_bad = [n for n, h in history.items() if h["version"] == bad_version and h["state"] in ("trial", "committed", "active")]
+        if on_bad:
+            raise StepFailed(step, f"{', '.join(on_bad)} still run {ref}")
+        counts = final.get("counts", {})
+        self.emit(step, f"{ref} refused by the coordinator with a floor; rolled out without one, aborted by the operator while its canary was on trial: "
+                  f"{', '.join(f'{v} {k}' for k, v in counts.items())}; every device back on its previous version",
+                  rollout=rid, state=final["state"], counts=counts, refused=reason, last_history=history, bad_version=bad_version)
+
+    def telemetry(self, ref: str, seconds: float = 60) -> list[dict]:
+        step = "telemetry"
+        names = set(self.fleet.sockets)
+        deadline = time.monotonic() + seconds
+        while True:
+            rows = [r for r in self.json_of(step, "telemetry", "--model", ref, "--since", "5m") if r.get("requests")]
+            if {r["device_name"] for r in rows} >= names:
+                break
+            if time.monotonic() > deadline:
+                seen = sorted({r["device_name"] for r in rows})
+                errors = "; ".join(f"{n}: {e}" for n, e in self.traffic.errors.items()) if self.traffic else ""
+                raise StepFailed(step, f"telemetry of {ref} arrived from {seen or 'no device'} of {sorted(names)} within {seconds:.0f} s {errors}")
+            threading.Event().wait(1.0)
+        text = "; ".join(f"{r['device_name']} {r['requests']} req p95 {_fmt(r.get('p95_ms'), 'ms')} online acc {_fmt(r.get('online_accuracy'))}" for r in rows)
+        self.emit(step, f"live from the agents: {text}", rows=rows)
+        return rows
+
+    def summary(self, ref: str, rollout: dict, rows: list[dict]) -> None:
+        step = "summary"
+        rows = [r for r in self.json_of(step, "telemetry", "--model", ref, "--since", "10m") if r.get("requests")] or rows
+        kind_of = {d["name"]: d["hardware_class"] for d in self._rollout_devices(rollout)}
+        table = []
+        for r in rows:
+            table.append({
+                "hardware_class": kind_of.get(r["device_name"], "?"), "device": r["device_name"], "variant": r.get("variant_id"),
+                "p95_ms": r.get("p95_ms"), "energy_per_inference_mj": r.get("energy_per_inference_mj"), "power_source": r.get("power_source"),
+                "accuracy": r.get("online_accuracy") if r.get("online_accuracy") is not None else r.get("golden_accuracy"),
+                "accuracy_source": "online" if r.get("online_accuracy") is not None else "golden", "requests": r.get("requests"),
+            })
+        table.sort(key=lambda t: t["hardware_class"])
+        from coordinator.cli.output import new_table, print_table
+
+        t = new_table("hardware", "device", "variant", "p95", "energy/inference", "accuracy")
+        for row in table:
+            energy = f"{row['energy_per_inference_mj']:.3f} mJ ({row['power_source']})" if row["energy_per_inference_mj"] is not None else f"- ({row['power_source'] or 'none'})"
+            t.add_row(row["hardware_class"], row["device"], row["variant"] or "-", _fmt(row["p95_ms"], "ms"), energy,
+                      f"{_fmt(row['accuracy'])} ({row['accuracy_source']})")
+        from rich.console import Console
+
+        Console(stderr=True, width=150).print(t)
+        plot = self.plot(table)
+        self.emit(step, f"per hardware kind ({len(table)} devices); plot: {plot or 'skipped'}", rows=table, plot=str(plot) if plot else None)
+
+    def plot(self, table: list[dict]) -> Path | None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            self.out.print("  matplotlib is not installed: no plot (pip install matplotlib)")
+            return None
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+        labels = [f"{r['device']}\n{r['variant']}" for r in table]
+        axes[0].bar(labels, [r["p95_ms"] or 0 for r in table], color="#4878a8")
+        axes[0].set_ylabel("p95 latency (ms, simulated where the profile is)")
+        axes[1].bar(labels, [r["energy_per_inference_mj"] or 0 for r in table], color="#a86848")
+        axes[1].set_ylabel("energy per inference (mJ, modelled)")
+        for ax in axes:
+            ax.tick_params(axis="x", labelsize=7)
+        fig.suptitle("edgectl demo: digits on each hardware kind")
+        fig.tight_layout()
+        self.plot_path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.plot_path, dpi=100)
+        plt.close(fig)
+        return self.plot_path
+
+    @staticmethod
+    def _rollout_devices(rollout: dict) -> list[dict]:
+        return rollout.get("_devices", [])
+
+    def telemetry_table(self):
+        from coordinator.cli.output import new_table
+
+        t = new_table("device", "model", "variant", "requests", "inf/s", "p95", "energy/inference", "online accuracy")
+        for r in self.json_of("live", "telemetry", "--since", "1m"):
+            if not r.get("requests"):
+                continue
+            t.add_row(r["device_name"], f"{r.get('model') or '-'}:{r.get('version') or '-'}", r.get("variant_id") or "-", str(r.get("requests", 0)),
+                      _fmt(r.get("inferences_per_s")), _fmt(r.get("p95_ms"), "ms"), _fmt(r.get("energy_per_inference_mj"), "mJ"), _fmt(r.get("online_accuracy")))
+        return t
+
+    def close(self) -> None:
+        if self.traffic is not None:
+            self.traffic.stop()
+            self.traffic = None
+
+    def run(self, keep_traffic: bool = False) -> None:
+        """Every chapter in order; any unexpected error becomes the failure of the step it happened in."""
+        self.traffic = None
+        self.step = "online"
+        try:
+            self._chapters()
+        except StepFailed:
+            raise
+        except (subprocess.SubprocessError, OSError, ValueError, KeyError, TypeError) as exc:
+            raise StepFailed(self.step, f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            if not keep_traffic:
+                self.close()
+
+    def _chapters(self) -> None:
+        self.fleet_online()
+        self.train()
+        good = self.push("push", "digits.keras")
+        good_ref = f"digits:{good['version']}"
+        # The apps start now: each wave's observation window and the trials then judge live traffic.
+        self.traffic = Traffic(self.fleet.sockets, self.models / "digits.npz").start()
+        # The accuracy floor: 0.9, or just under the good model's worst variant if that is lower.
+        floor = min(0.9, min(float(v.get("metric") or 0) for v in good.get("variants", [])) - 0.02)
+        final = self.rollout(good_ref, floor)
+        rows = self.telemetry(good_ref)
+        bad = self.push("push_bad", "digits-bad.keras")
+        self.bad_rollout(f"digits:{bad['version']}", floor)
+        self.summary(good_ref, final, rows)
+
+
+class Traffic:
+    """An app on each device: Predict on validation digits at a modest rate, Feedback with the true label.
+
+    One thread per device (LocalClient serializes calls on its connection). It stands in for the apps a
+    real fleet serves; its figures arrive at the coordinator only through the agents' telemetry.
+    """
+
+    def __init__(self, sockets: dict[str, Path], data: Path, rate: float = 5.0):
+        import numpy as np
+
+        with np.load(data) as arrays:
+            self.x, self.y = arrays["x_val"], arrays["y_val"]
+        self.sockets = sockets
+        self.period = 1.0 / rate
+        self.stop_event = threading.Event()
+        self.sent: dict[str, int] = {n: 0 for n in sockets}
+        self.errors: dict[str, str] = {}
+        self.threads = [threading.Thread(target=self._run, args=(n, p), daemon=True) for n, p in sockets.items()]
+
+    def start(self) -> "Traffic":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def _run(self, name: str, path: Path) -> None:
+        from agent.client import InferenceError, LocalClient
+
+        i = sum(map(ord, name)) % len(self.x)
+        name_in: str | None = None
+        with LocalClient(str(path)) as agent:
+            while not self.stop_event.wait(self.period):
+                i = (i + 1) % len(self.x)
+                try:
+                    if name_in is None:
+                        name_in = agent.describe().inputs[0].name
+                    _, request_id, _ = agent.predict({name_in: self.x[i : i + 1]})
+                    agent.feedback(request_id, label=int(self.y[i]))
+                    self.sent[name] += 1
+                except (InferenceError, OSError) as exc:  # no model yet, or between slots: keep going
+                    self.errors[name] = str(exc)
+                    name_in = None
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(5)
+
+
+def _fmt(value, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}{(' ' + unit) if unit else ''}"
+
+
+def human(n: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
 
 
 def demo(
@@ -206,15 +586,19 @@ def demo(
     broker: Annotated[str, typer.Option("--broker", help="Broker to use; when none answers there, a private mosquitto is started.")] = "mqtt://127.0.0.1:1883",
     protocol: Annotated[str, typer.Option("--mqtt-protocol", help="5 or 3.1.1")] = "5",
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's directory (logs, store, agent state) after it ends.")] = False,
-    once: Annotated[bool, typer.Option("--once", help="Print the fleet once it is online and exit (for scripts and CI).")] = False,
+    once: Annotated[bool, typer.Option("--once", help="Run the story and exit: 0 when every step passed (for scripts and CI).")] = False,
+    fleet_only: Annotated[bool, typer.Option("--fleet-only", help="Only bring the fleet online (no model, no rollouts).")] = False,
+    plot: Annotated[Path, typer.Option("--plot", help="Where the summary plot (PNG) is written.")] = Path("edgefleet-demo.png"),
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per story step on stdout (headlines stay on stderr).")] = False,
     timeout: Annotated[float, typer.Option("--ready-timeout", help="Seconds to wait for the fleet to come online.")] = 120.0,
     workdir: Annotated[Optional[Path], typer.Option("--dir", help="Directory for the demo's state (default: a new temporary one).")] = None,
 ) -> None:
-    """Run a local fleet with the defaults: coordinator (SQLite), broker, simulated devices.
+    """Run a local fleet and the whole story on it: enroll, train, push, canary rollout, telemetry, a bad version rolled back.
 
     Examples:
-      $ edgectl demo                 # five devices, one of each bundled kind; Ctrl-C ends it
-      $ edgectl demo --devices 20 --once
+      $ edgectl demo                          # five devices, one of each kind; ends on live telemetry, Ctrl-C stops it
+      $ edgectl demo --devices 3 --once --json  # the story once, one JSON line per step; exit 1 names a failed step
+      $ edgectl demo --devices 20 --once --fleet-only
     """
     from rich.console import Console
     from rich.live import Live
@@ -232,6 +616,8 @@ def demo(
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    failed: Optional[Exception] = None
+    story: Optional[Story] = None
     try:
         broker_url = fleet.start_broker()
         out.print(f"broker: {fleet.broker_note}")
@@ -255,8 +641,23 @@ def demo(
                         raise CliError(f"only {online} of {devices} devices came online within {timeout:.0f} s (logs in {root})")
                     threading.Event().wait(0.5)
             out.print(f"[bold green]{devices} devices online[/] — each a real agent process with a simulated hardware profile")
-            if once:
+            if not as_json:
                 print_device_table(listed)
+            story: Optional[Story] = None
+            if not fleet_only:
+                story = Story(fleet, out, as_json, plot)
+                try:
+                    story.run(keep_traffic=not once)
+                except StepFailed as exc:
+                    out.print(f"[bold red]{exc}[/] (logs in {root})")
+                    if as_json:
+                        import json
+
+                        sys.stdout.write(json.dumps({"step": exc.step, "ok": False, "error": str(exc)}) + "\n")
+                    failed = exc
+            if once:
+                if failed is not None:
+                    raise typer.Exit(1)
                 return
             out.print(
                 "Try, in another terminal:\n"
@@ -264,16 +665,25 @@ def demo(
                 "  edgectl device list --select role=camera\n"
                 "Ctrl-C stops the fleet."
             )
-            with Live(device_table(listed), console=Console(), refresh_per_second=1) as live:
+            if story is not None and failed is None:
+                out.print("live telemetry from the fleet (the demo's apps keep calling the agents):")
+                view = story.telemetry_table
+            else:
+                view = lambda: device_table(fleet.list_devices(client))  # noqa: E731
+            with Live(view(), console=Console(), refresh_per_second=1) as live:
                 while True:
                     threading.Event().wait(2.0)
-                    live.update(device_table(fleet.list_devices(client)))
+                    live.update(view())
     except KeyboardInterrupt:
         out.print("stopping the fleet…")
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if story is not None:
+            story.close()
         fleet.stop()
         if keep:
             out.print(f"kept {root}")
         elif workdir is None:
             shutil.rmtree(root, ignore_errors=True)
+    if failed is not None:
+        raise typer.Exit(1)

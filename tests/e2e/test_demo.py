@@ -30,7 +30,7 @@ def test_demo_once_with_a_private_broker(tmp_path):
     workdir = tmp_path / "demo"
     # Nothing listens on this port, so the demo must start its own broker.
     res = subprocess.run(
-        [script("edgectl"), "demo", "--once", "--devices", "3", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--dir", str(workdir)],
+        [script("edgectl"), "demo", "--once", "--devices", "3", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--dir", str(workdir), "--fleet-only"],
         env=base_env(),
         capture_output=True,
         text=True,
