@@ -128,6 +128,56 @@ def profiles() -> None:
         typer.echo(name)
 
 
+@app.command()
+def simulate(
+    fleet_dir: Path = typer.Option(..., "--fleet-dir", "-d", help="One enrolled state directory per device (identity.json and a `profile` file)."),
+    profile: list[str] = typer.Option(
+        [], "--profile", "-p", help="NAME=PROFILE for one device, or PROFILE for every device without a `profile` file (repeatable)."
+    ),
+    rate: float = typer.Option(2.0, "--rate", min=0.0, help="Synthetic Predict calls per second per device (0: none)."),
+    feedback: float = typer.Option(0.5, "--feedback", min=0.0, max=1.0, help="Share of golden-set requests followed by a Feedback with the label."),
+    telemetry_interval: float = typer.Option(10.0, "--telemetry-interval", min=0.1, help="Seconds per telemetry window."),
+    mqtt_protocol: Optional[str] = typer.Option(None, "--mqtt-protocol", help="Override the MQTT protocol from enrollment: 5 or 3.1.1."),
+    keepalive: Optional[int] = typer.Option(None, "--keepalive", min=1, help="Override the MQTT keepalive (seconds)."),
+    workers: int = typer.Option(4, "--workers", min=1, help="Threads running the devices' installs, telemetry and trials."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for request arrivals and random inputs."),
+    enroll_from: Optional[Path] = typer.Option(
+        None, "--enroll-from", help="Enroll the devices in this file first (JSON [{name, profile, token}] or lines NAME PROFILE TOKEN)."
+    ),
+    coordinator: Optional[str] = typer.Option(None, "--coordinator", "-c", help="HOST:PORT of the coordinator's gRPC API (with --enroll-from)."),
+    enroll_only: bool = typer.Option(False, "--enroll-only", help="Exit after enrolling."),
+    force: bool = typer.Option(False, "--force", help="Replace identities already in the fleet directory when enrolling."),
+    log_level: str = typer.Option("info", "--log-level", help="Per-device logs (installs, trials, connects) show at debug; warnings always."),
+) -> None:
+    """Run many simulated devices in this one process, each a real agent with its own identity (SIGTERM stops all cleanly)."""
+    _logging(log_level)
+    import threading
+
+    from agent.identity import StateDirError
+    from agent.profile import ProfileError
+    from agent.simulate.enroll import FleetEnrollError
+    from agent.simulate.fleet import FleetStartError
+    from agent.simulate.run import quiet_device_logs, run_simulation
+    from agent.simulate.runtime import FleetOptions
+
+    quiet_device_logs(log_level)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):  # noqa: ANN001
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        options = FleetOptions(rate=rate, feedback=feedback, telemetry_interval_s=telemetry_interval, protocol=mqtt_protocol,
+                               keepalive_s=keepalive, seed=seed)
+        code = run_simulation(fleet_dir, options=options, profiles=profile, stop=stop, enroll_from=enroll_from, coordinator=coordinator,
+                              enroll_only=enroll_only, force=force, workers=workers, say=lambda line: typer.echo(line))
+    except (FleetEnrollError, FleetStartError, StateDirError, ProfileError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
+
+
 def main() -> None:
     app()
 
