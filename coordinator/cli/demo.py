@@ -371,20 +371,24 @@ class Story:
         if refused.returncode == 0:
             raise StepFailed(step, f"the coordinator accepted {ref} with --min-accuracy {floor:.2f}")
         self.out.print(f"  with --min-accuracy {floor:.2f} the coordinator refuses it: {reason}")
-        # 2. Without a floor it goes out to a canary on a long trial; the demo acts as the operator who reads the
-        # figures and aborts. The agents put the previous version back. (Nothing on the device catches it by
-        # itself: with no floor the acceptance test and the trial have no accuracy rule to apply.)
-        created = self.json_of(step, "rollout", "create", ref, "--canary", "1", "--waves", "1", "--trial-seconds", "600")
+        # 2. Without a selection floor it goes out to a canary whose trial has a floor on the accuracy the
+        # apps report back (Feedback): the agent's own trial monitor sees it collapse and rolls back by
+        # itself; a first wave with no commit aborts the rollout. Should the agent not act in time, the
+        # demo aborts as an operator would, and says so.
+        created = self.json_of(step, "rollout", "create", ref, "--canary", "1", "--waves", "1", "--trial-seconds", "120",
+                               "--min-online-accuracy", f"{floor:.2f}")
         rid = created["id"]
-        deadline = time.monotonic() + 120
+        acted = "agent"
+        deadline = time.monotonic() + 90
         while True:
             st = self.json_of(step, "rollout", "status", rid)
-            if any(p.get("install_state") in ("trial", "INSTALL_STATE_TRIAL") for p in st.get("progress", [])) or st.get("state") not in ("pending", "running"):
+            if st.get("state") not in ("pending", "running"):
                 break
             if time.monotonic() > deadline:
-                raise StepFailed(step, f"the canary of {rid} did not start its trial within 120 s")
+                acted = "operator"
+                self.edgectl(step, "rollout", "abort", rid, "--reason", f"accuracy below {floor:.2f} (shuffled weights)")
+                break
             threading.Event().wait(0.5)
-        self.edgectl(step, "rollout", "abort", rid, "--reason", f"accuracy below {floor:.2f} (shuffled weights)")
         final = self.watch(step, rid)
         if final.get("state") != "aborted":
             raise StepFailed(step, f"rollout {rid} ended {final.get('state')}, not aborted")
@@ -393,14 +397,19 @@ class Story:
         for d in self.devices(step):
             show = self.json_of(step, "device", "show", d["name"])
             last = (show.get("model_history") or [{}])[-1]
-            history[d["name"]] = {"state": last.get("state"), "version": (last.get("model") or {}).get("version"), "rollout": last.get("rollout_id")}
+            history[d["name"]] = {"state": last.get("state"), "version": (last.get("model") or {}).get("version"), "rollout": last.get("rollout_id"),
+                                  "reason": last.get("reason", "")}
         on_bad = [n for n, h in history.items() if h["version"] == bad_version and h["state"] in ("trial", "committed", "active")]
         if on_bad:
             raise StepFailed(step, f"{', '.join(on_bad)} still run {ref}")
         counts = final.get("counts", {})
-        self.emit(step, f"{ref} refused by the coordinator with a floor; rolled out without one, aborted by the operator while its canary was on trial: "
-                  f"{', '.join(f'{v} {k}' for k, v in counts.items())}; every device back on its previous version",
-                  rollout=rid, state=final["state"], counts=counts, refused=reason, last_history=history, bad_version=bad_version)
+        why = next((h.get("reason", "") for h in history.values() if h.get("version") == bad_version and h.get("state") == "rolled_back"), "")
+        how = (f"the canary's agent rolled it back by itself during its trial" + (f" ({why})" if why else "") if acted == "agent"
+               else "the agent did not act within 90 s: the demo aborted the rollout as an operator")
+        self.emit(step, f"{ref} refused by the coordinator with a selection floor; rolled out with only a trial floor on online accuracy: "
+                  f"{how}; rollout aborted ({', '.join(f'{v} {k}' for k, v in counts.items())}); every device on its previous version",
+                  rollout=rid, state=final["state"], counts=counts, refused=reason, last_history=history, bad_version=bad_version,
+                  acted_by=acted)
 
     def telemetry(self, ref: str, seconds: float = 60) -> list[dict]:
         step = "telemetry"

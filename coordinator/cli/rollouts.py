@@ -295,6 +295,7 @@ def create(
     observe: Annotated[Optional[int], typer.Option("--observe", metavar="S", min=0, help="After each wave, watch its telemetry this long before the next one.", show_default=False)] = None,
     trial_inferences: Annotated[Optional[int], typer.Option("--trial-inferences", min=1, help="Trial on the device: this many inferences ...", show_default=False)] = None,
     trial_seconds: Annotated[Optional[int], typer.Option("--trial-seconds", min=1, help="... or this many seconds, whichever comes first.", show_default=False)] = None,
+    min_online_accuracy: Annotated[Optional[float], typer.Option("--min-online-accuracy", min=0.0, max=1.0, help="Trial on the device: roll back when the accuracy apps report through Feedback falls below this (not a selection filter).", show_default=False)] = None,
     reason: Annotated[Optional[str], typer.Option("--reason", help="Why (kept with the rollout).", show_default=False)] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow the rollout until it ends (exit status 1 when aborted).")] = False,
     output: OutputOpt = OutputFormat.table,
@@ -317,6 +318,7 @@ def create(
         "observe_s": observe or 0,
         "trial_inferences": trial_inferences or 0,
         "trial_seconds": trial_seconds or 0,
+        "min_online_metric": min_online_accuracy or 0.0,
         "reason": reason or "",
     }
     request = _spec(ref, select, canary=canary, waves=waves, min_metric=min_metric, max_metric=max_metric, max_p95_ms=max_p95_ms, memory_fraction=memory_fraction, **extra)

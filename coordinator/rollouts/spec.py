@@ -28,6 +28,7 @@ class RolloutParams:
     max_metric: float | None = None
     max_p95_ms: float | None = None
     max_error_rate: float | None = None
+    min_online_metric: float | None = None  # trial only: not a selection filter
     memory_fraction: float = 0.5
     storage_margin_bytes: int = 16 * 1024 * 1024
     rate_per_minute: int = 0
@@ -65,7 +66,12 @@ class RolloutParams:
         )
 
     def trial(self) -> manifest_pb2.TrialPolicy:
-        return manifest_pb2.TrialPolicy(inferences=self.trial_inferences, seconds=self.trial_seconds, thresholds=self.acceptance())
+        return manifest_pb2.TrialPolicy(
+            inferences=self.trial_inferences,
+            seconds=self.trial_seconds,
+            thresholds=self.acceptance(),
+            min_online_metric=self.min_online_metric or 0.0,
+        )
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -86,6 +92,7 @@ class RolloutParams:
             max_metric=self.max_metric or 0.0,
             max_p95_ms=self.max_p95_ms or 0.0,
             max_error_rate=self.max_error_rate or 0.0,
+            min_online_metric=self.min_online_metric or 0.0,
             memory_fraction=self.memory_fraction,
             rate_per_minute=self.rate_per_minute,
             device_timeout_s=int(math.ceil(self.device_timeout_s)),
@@ -105,7 +112,7 @@ def _bound(value: float) -> float | None:
 def params_from_spec(spec: admin_pb2.RolloutSpec, cfg: RolloutsConfig) -> RolloutParams:
     """Defaults from `cfg` where the spec says 0; raises BadRolloutSpec naming what is out of range."""
     problems = []
-    for name in ("canary_percent", "min_metric", "max_metric", "max_p95_ms", "max_failure_percent", "max_error_rate", "memory_fraction"):
+    for name in ("canary_percent", "min_metric", "max_metric", "max_p95_ms", "max_failure_percent", "max_error_rate", "memory_fraction", "min_online_metric"):
         value = getattr(spec, name)
         if math.isnan(value) or value < 0:
             problems.append(f"{name} must be >= 0, got {value}")
@@ -132,6 +139,7 @@ def params_from_spec(spec: admin_pb2.RolloutSpec, cfg: RolloutsConfig) -> Rollou
         max_metric=_bound(spec.max_metric),
         max_p95_ms=_bound(spec.max_p95_ms),
         max_error_rate=_bound(spec.max_error_rate),
+        min_online_metric=_bound(spec.min_online_metric),
         memory_fraction=spec.memory_fraction or cfg.memory_fraction,
         storage_margin_bytes=cfg.storage_margin_bytes,
         rate_per_minute=spec.rate_per_minute or cfg.rate_per_minute,

@@ -87,6 +87,8 @@ def test_the_bad_version_never_stays_active_and_the_rollout_aborts(story):
     bad = steps["bad_rollout"]
     assert "no variant of digits:" in bad["refused"]
     assert bad["state"] == "aborted" and bad["counts"].get("rolled_back", 0) >= 1, bad
+    # The agent's trial monitor caught the collapse in the accuracy apps reported, not an operator.
+    assert bad["acted_by"] == "agent", bad
     for name, last in bad["last_history"].items():
         assert not (last["version"] == bad["bad_version"] and last["state"] in ("trial", "committed")), (name, last)
         if last["version"] == bad["bad_version"]:

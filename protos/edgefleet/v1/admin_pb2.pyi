@@ -434,7 +434,7 @@ class ProfileModelResponse(_message.Message):
     def __init__(self, device_ids: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RolloutSpec(_message.Message):
-    __slots__ = ("ref", "selector", "canary_percent", "canary_count", "waves", "min_metric", "max_p95_ms", "rate_per_minute", "device_timeout_s", "max_failure_percent", "min_devices_for_abort", "observe_s", "trial_inferences", "trial_seconds", "max_metric", "max_error_rate", "memory_fraction", "reason")
+    __slots__ = ("ref", "selector", "canary_percent", "canary_count", "waves", "min_metric", "max_p95_ms", "rate_per_minute", "device_timeout_s", "max_failure_percent", "min_devices_for_abort", "observe_s", "trial_inferences", "trial_seconds", "max_metric", "max_error_rate", "memory_fraction", "reason", "min_online_metric")
     REF_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
     CANARY_PERCENT_FIELD_NUMBER: _ClassVar[int]
@@ -453,6 +453,7 @@ class RolloutSpec(_message.Message):
     MAX_ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FRACTION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    MIN_ONLINE_METRIC_FIELD_NUMBER: _ClassVar[int]
     ref: str
     selector: str
     canary_percent: float
@@ -471,7 +472,8 @@ class RolloutSpec(_message.Message):
     max_error_rate: float
     memory_fraction: float
     reason: str
-    def __init__(self, ref: _Optional[str] = ..., selector: _Optional[str] = ..., canary_percent: _Optional[float] = ..., canary_count: _Optional[int] = ..., waves: _Optional[int] = ..., min_metric: _Optional[float] = ..., max_p95_ms: _Optional[float] = ..., rate_per_minute: _Optional[int] = ..., device_timeout_s: _Optional[int] = ..., max_failure_percent: _Optional[float] = ..., min_devices_for_abort: _Optional[int] = ..., observe_s: _Optional[int] = ..., trial_inferences: _Optional[int] = ..., trial_seconds: _Optional[int] = ..., max_metric: _Optional[float] = ..., max_error_rate: _Optional[float] = ..., memory_fraction: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+    min_online_metric: float
+    def __init__(self, ref: _Optional[str] = ..., selector: _Optional[str] = ..., canary_percent: _Optional[float] = ..., canary_count: _Optional[int] = ..., waves: _Optional[int] = ..., min_metric: _Optional[float] = ..., max_p95_ms: _Optional[float] = ..., rate_per_minute: _Optional[int] = ..., device_timeout_s: _Optional[int] = ..., max_failure_percent: _Optional[float] = ..., min_devices_for_abort: _Optional[int] = ..., observe_s: _Optional[int] = ..., trial_inferences: _Optional[int] = ..., trial_seconds: _Optional[int] = ..., max_metric: _Optional[float] = ..., max_error_rate: _Optional[float] = ..., memory_fraction: _Optional[float] = ..., reason: _Optional[str] = ..., min_online_metric: _Optional[float] = ...) -> None: ...
 
 class DevicePlan(_message.Message):
     __slots__ = ("device_id", "device_name", "hardware_class", "variant_id", "reason", "excluded", "wave")
