@@ -50,32 +50,6 @@ max_inflight_messages 100
 set_tcp_nodelay true
 """
 
-# Trains in a child process: TensorFlow never enters the bench (as tests/integration/test_models.py).
-TRAIN = r"""
-import os, sys
-from pathlib import Path
-import numpy as np
-import tf_keras
-from sklearn.datasets import load_digits
-
-out = Path(sys.argv[1])
-d = load_digits()
-x = (d.images / 16.0).astype(np.float32)[..., None]
-y = d.target.astype(np.int64)
-idx = np.random.default_rng(0).permutation(len(x))
-tr, va = idx[:1400], idx[1400:]
-np.savez(out / "digits.npz", x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va])
-tf_keras.utils.set_random_seed(0)
-L = tf_keras.layers
-model = tf_keras.Sequential([tf_keras.Input((8, 8, 1)), L.Conv2D(8, 3, activation="relu"), L.Flatten(),
-                             L.Dense(32, activation="relu"), L.Dense(10, activation="softmax")])
-model.compile(optimizer=tf_keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-model.fit(x[tr], y[tr], epochs=8, batch_size=32, verbose=0)
-model.save(out / "digits.keras")
-(out / "BUILD").write_text(sys.argv[2])
-"""
-
-
 def say(text: str) -> None:
     print(text, flush=True)
 
@@ -85,7 +59,8 @@ def digits_model(cache: Path) -> tuple[Path, Path]:
         cache.mkdir(parents=True, exist_ok=True)
         say(f"training the digits CNN in {cache} (TensorFlow in a child process, once)...")
         env = os.environ | {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        subprocess.run([sys.executable, "-c", TRAIN, str(cache), BUILD_VERSION], env=env, check=True)
+        subprocess.run([sys.executable, "-m", "coordinator.samples", str(cache)], env=env, check=True)
+        (cache / "BUILD").write_text(BUILD_VERSION)
     return cache / "digits.keras", cache / "digits.npz"
 
 

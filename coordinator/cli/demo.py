@@ -215,37 +215,6 @@ class DemoFleet:
 
 # ---------------------------------------------------------------- the story (--story / --once)
 
-# Trains in a child process: edgectl never imports TensorFlow. The bad version is the same network with
-# each layer's weights shuffled: it loads and runs like the good one, and its accuracy collapses.
-TRAIN = r"""
-import os, sys
-from pathlib import Path
-import numpy as np
-import tf_keras
-from sklearn.datasets import load_digits
-
-out = Path(sys.argv[1])
-d = load_digits()
-x = (d.images / 16.0).astype(np.float32)[..., None]
-y = d.target.astype(np.int64)
-idx = np.random.default_rng(0).permutation(len(x))
-tr, va = idx[:1400], idx[1400:]
-np.savez(out / "digits.npz", x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va])
-tf_keras.utils.set_random_seed(0)
-L = tf_keras.layers
-model = tf_keras.Sequential([tf_keras.Input((8, 8, 1)), L.Conv2D(8, 3, activation="relu"), L.Flatten(),
-                             L.Dense(32, activation="relu"), L.Dense(10, activation="softmax")])
-model.compile(optimizer=tf_keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-model.fit(x[tr], y[tr], epochs=8, batch_size=32, verbose=0)
-acc = model.evaluate(x[va], y[va], verbose=0)[1]
-model.save(out / "digits.keras")
-rng = np.random.default_rng(1)
-model.set_weights([rng.permutation(w.ravel()).reshape(w.shape) for w in model.get_weights()])
-bad = model.evaluate(x[va], y[va], verbose=0)[1]
-model.save(out / "digits-bad.keras")
-print(f"trained {acc:.4f} {bad:.4f} {len(tr)} {len(va)}")
-"""
-
 RECIPE = 'techniques = ["fp32", "int8"]\n'
 
 
@@ -316,7 +285,8 @@ class Story:
         step = self.step = "train"
         env = self.fleet.env(TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
         started = time.monotonic()
-        res = subprocess.run([sys.executable, "-c", TRAIN, str(self.models)], env=env, capture_output=True, text=True, timeout=600)
+        # TensorFlow trains in a child process: edgectl never imports it.
+        res = subprocess.run([sys.executable, "-m", "coordinator.samples", str(self.models), "--bad"], env=env, capture_output=True, text=True, timeout=600)
         line = next((l for l in res.stdout.splitlines() if l.startswith("trained ")), None)
         if res.returncode != 0 or line is None:
             raise StepFailed(step, f"training exited {res.returncode}: {res.stderr.strip()[-300:]}")

@@ -19,36 +19,6 @@ from tests.mosquitto import MosquittoProcess
 BROKER_CONF = "listener {port} 127.0.0.1\nallow_anonymous true\n"
 SIZE_LIMIT = 2 * 1024 * 1024  # the digits CNN is ~0.5 MB as .keras
 
-# Trains in a subprocess: TensorFlow stays out of the test process (and the coordinator never loads it).
-TRAIN = r"""
-import os, sys
-from pathlib import Path
-import numpy as np
-import tf_keras
-from sklearn.datasets import load_digits
-
-out = Path(sys.argv[1])
-d = load_digits()
-x = (d.images / 16.0).astype(np.float32)[..., None]
-y = d.target.astype(np.int64)
-idx = np.random.default_rng(0).permutation(len(x))
-tr, va = idx[:1400], idx[1400:]
-tmp = out / f"tmp-{os.getpid()}"
-tmp.mkdir()
-np.savez(tmp / "digits.npz", x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va])
-tf_keras.utils.set_random_seed(0)
-L = tf_keras.layers
-model = tf_keras.Sequential([tf_keras.Input((8, 8, 1)), L.Conv2D(8, 3, activation="relu"), L.Flatten(),
-                             L.Dense(32, activation="relu"), L.Dense(10, activation="softmax")])
-model.compile(optimizer=tf_keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-model.fit(x[tr], y[tr], epochs=8, batch_size=32, verbose=0)
-model.save(tmp / "digits.keras")
-for name in ("digits.npz", "digits.keras"):
-    os.replace(tmp / name, out / name)
-tmp.rmdir()
-"""
-
-
 @pytest.fixture(scope="module")
 def digits(pytestconfig) -> tuple[Path, Path]:
     """(digits.keras, digits.npz): a tiny tf-keras CNN on sklearn's digits, cached between runs."""
@@ -56,7 +26,7 @@ def digits(pytestconfig) -> tuple[Path, Path]:
     model, data = cache / "digits.keras", cache / "digits.npz"
     if not (model.exists() and data.exists()):
         env = base_env(TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-        res = subprocess.run([sys.executable, "-c", TRAIN, str(cache)], env=env, capture_output=True, text=True, timeout=300)
+        res = subprocess.run([sys.executable, "-m", "coordinator.samples", str(cache)], env=env, capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr[-3000:]
     return model, data
 
