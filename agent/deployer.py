@@ -57,6 +57,7 @@ class Deployer:
         crash_points: CrashPoints | None = None,
         run_profile: Callable | None = None,
         acceptance_runs: int = 30,
+        submit_profile: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         """`threaded=False` runs everything in the caller's thread (tests; call `tick()` yourself).
 
@@ -67,6 +68,8 @@ class Deployer:
         auto_end_trial: end the trial when the policy's time or inference count is reached (asking
         `trial_judge`, whose None means "not yet"); False when a trial monitor (agent/trial.py's
         TrialSupervisor) ends every trial itself through commit() / rollback().
+        submit_profile(fn): where profiling jobs run when not threaded (default: inline); the simulator
+        hands them to its fleet-wide profiling thread.
         """
         self._threaded = threaded
         self._lock = threading.RLock()
@@ -82,7 +85,7 @@ class Deployer:
             state_dir, identity, publish, emit, clock=clock, storage_budget_bytes=storage_budget_bytes, window=window,
             chunk_timeout_s=chunk_timeout_s, backend_factory=backend_factory, hardware=hardware,
             on_active_changed=on_active_changed, trial_judge=trial_judge, auto_end_trial=auto_end_trial,
-            submit_profile=self._profile_queue.put if threaded else None, run_profile=run_profile,
+            submit_profile=self._profile_queue.put if threaded else submit_profile, run_profile=run_profile,
             crash_points=crash_points, acceptance_runs=acceptance_runs,
         )
 

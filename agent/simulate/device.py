@@ -102,11 +102,10 @@ class SimulatedDevice:
                 auto_end_trial=False,  # the service's trial supervisor ends trials, as in the daemon
                 connection_count=lambda: self.link.connects,
                 threaded=False,        # its work runs on this device's strand instead of two threads
+                # Inline profiling would hold a shared worker for seconds per candidate: the fleet's
+                # profiling thread takes them, as threaded=True hands them to a thread of the device's own.
+                submit_profile=runtime.profiling.post,
             )
-            # Deployer(threaded=False) would benchmark profiling candidates inline, holding a shared worker
-            # for seconds each: hand them to the fleet's profiling thread, as threaded=True hands them to
-            # a thread of the device's own. (Deployer has no parameter for this yet.)
-            self.deployer.installer.profiler._submit = runtime.profiling.post
             self.service.supervise(self.deployer)
             self.requests = RequestStream(self.service.servicer, runtime.timers, runtime.requests, rate=options.rate,
                                           golden=self._golden_set, feedback=options.feedback, seed=seed)
