@@ -13,6 +13,7 @@ import math
 import threading
 from typing import Sequence
 
+from edgefleet.histogram import percentile
 from edgefleet.v1 import telemetry_pb2
 
 PER_DECADE = 20
@@ -97,28 +98,11 @@ class LatencyHistogram:
             return list(self._counts), self._sum_ms
 
     def percentile(self, q: float) -> float:
-        """The q-th percentile (0..100) in ms, interpolated linearly inside its bucket; 0.0 when empty.
-
-        The first bucket interpolates from 0; the overflow bucket has no upper edge, so any percentile
-        falling there reads as the last bound (a lower limit of the truth).
-        """
+        """The q-th percentile (0..100) in ms by the protocol's rule (edgefleet.histogram); 0.0 when empty."""
         if not 0 <= q <= 100:
             raise ValueError(f"percentile must be within 0..100, got {q}")
         counts, _ = self._state()
-        total = sum(counts)
-        if total == 0:
-            return 0.0
-        rank = q / 100 * total
-        cumulative = 0
-        for i, c in enumerate(counts):
-            if c and cumulative + c >= rank:
-                if i == len(self._bounds):
-                    return self._bounds[-1]
-                lower = self._bounds[i - 1] if i else 0.0
-                upper = self._bounds[i]
-                return lower + (upper - lower) * max(rank - cumulative, 0.0) / c
-            cumulative += c
-        return self._bounds[-1]  # pragma: no cover - rank <= total always lands in a bucket
+        return percentile(self._bounds, counts, q)
 
     def reset(self) -> None:
         with self._lock:

@@ -1,10 +1,8 @@
 """Latency histograms on the coordinator side: merge bucket counts, read percentiles, name bucket layouts.
 
-The percentile is computed exactly as the agent computes it (agent/telemetry/histogram.py: linear
-interpolation inside the bucket, the first bucket from 0, the overflow bucket reads as the last bound),
-so a histogram of one device gives back the figure that device reported, and a merged histogram gives
-the fleet's true percentile to within one bucket. The coordinator does not import agent code: the
-algorithm is repeated here and a unit test checks that both agree.
+Percentiles follow the protocol's rule (edgefleet.histogram, shared with the agent), so a histogram of
+one device gives back the figure that device reported, and a merged histogram gives the fleet's true
+percentile to within one bucket.
 """
 from __future__ import annotations
 
@@ -12,23 +10,7 @@ import hashlib
 import struct
 from typing import Sequence
 
-
-def percentile(bounds: Sequence[float], counts: Sequence[int], q: float) -> float:
-    """The q-th percentile (0..100) in ms of a histogram; 0.0 when it is empty."""
-    total = sum(counts)
-    if total == 0:
-        return 0.0
-    rank = q / 100 * total
-    cumulative = 0
-    for i, c in enumerate(counts):
-        if c and cumulative + c >= rank:
-            if i >= len(bounds):
-                return float(bounds[-1]) if bounds else 0.0
-            lower = bounds[i - 1] if i else 0.0
-            upper = bounds[i]
-            return lower + (upper - lower) * max(rank - cumulative, 0.0) / c
-        cumulative += c
-    return float(bounds[-1]) if bounds else 0.0
+from edgefleet.histogram import percentile  # noqa: F401 - re-exported for aggregate.py
 
 
 def add_counts(into: list[int], counts: Sequence[int]) -> None:
