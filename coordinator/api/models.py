@@ -14,6 +14,7 @@ from coordinator.models.artifacts import CHUNK, ArtifactError
 from coordinator.models.records import BadRef, JobNotFound, ModelNotFound, VariantNotFound, VersionConflict
 from coordinator.models.service import ModelService, NothingToPlot, VariantUnavailable
 from coordinator.models.upload import UploadRejected, UploadTooLarge
+from coordinator.api.errors import abort_mapped
 from coordinator.service.context import ServiceContext
 from edgefleet.v1 import admin_pb2
 
@@ -34,10 +35,7 @@ _CODES = (
 
 
 def _abort(context, exc: Exception):
-    for kind, code in _CODES:
-        if isinstance(exc, kind):
-            context.abort(code, " ".join(str(exc).split()))
-    raise exc
+    abort_mapped(context, exc, _CODES)
 
 
 def _file_chunks(data: bytes):

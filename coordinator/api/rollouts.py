@@ -20,6 +20,7 @@ from coordinator.rollouts.planner import RolloutRefused
 from coordinator.rollouts.repository import RolloutNotFound
 from coordinator.rollouts.service import RolloutConflict, RolloutService
 from coordinator.rollouts.spec import BadRolloutSpec
+from coordinator.api.errors import abort_mapped
 from coordinator.service.context import ServiceContext
 from coordinator.transfer.blobs import BlobServer, setup_blob_server
 from edgefleet.labels import LabelError
@@ -38,10 +39,7 @@ _CODES = (
 
 
 def _abort(context, exc: Exception):
-    for kind, code in _CODES:
-        if isinstance(exc, kind):
-            context.abort(code, " ".join(str(exc).split()))
-    raise exc
+    abort_mapped(context, exc, _CODES)
 
 
 class RolloutAdmin:
