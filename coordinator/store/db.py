@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from coordinator.store import model_tables, rollout_tables, telemetry_tables  # noqa: F401 - tables register on Base
 from coordinator.store.schema import Base
+from coordinator.store.upgrade import SchemaUpgradeError, add_missing_columns
 
 
 class StoreError(RuntimeError):
@@ -52,6 +53,9 @@ class Store:
         try:
             self.engine = make_engine(self.url)
             Base.metadata.create_all(self.engine)
+            self.upgraded = add_missing_columns(self.engine, Base.metadata)
+        except SchemaUpgradeError as exc:
+            raise StoreError(str(exc)) from exc
         except Exception as exc:  # connection refused, bad path, missing driver
             raise StoreError(f"cannot open the store at {make_url(self.url).render_as_string(hide_password=True)}: {exc}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
