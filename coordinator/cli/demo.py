@@ -1,7 +1,13 @@
-"""`edgectl demo`: a local fleet on one machine with the defaults — a coordinator on SQLite, a local
-MQTT broker, and simulated devices of every bundled hardware kind, each a real agent process — and the
+"""`edgectl demo`: a local fleet on one machine with the defaults — a coordinator on SQLite, an MQTT
+broker, and simulated devices of every bundled hardware kind, all in one `edge-agent simulate` process
+(each a real agent with its own identity, MQTT session, installs, trials and LiteRT inference) — and the
 story on it (README "The demo"): train, push, roll out with a canary, live telemetry, a bad version
 refused and rolled back, a summary table and plot.
+
+The broker, in this order: the one at --broker when it answers; else a private mosquitto when
+`mosquitto` is on PATH; else the embedded amqtt broker (coordinator/embedded_broker.py), which speaks
+MQTT 3.1.1 only and has no shared subscriptions: the coordinator and every device then run MQTT 3.1.1
+with `mqtt.share_group = ""` (one coordinator).
 
 The story drives the fleet through edgectl's own commands (`-o json`), as an operator would; TensorFlow
 runs only in the training child process. Every process it starts is its child and is stopped on exit,
@@ -98,20 +104,35 @@ class Child:
         self._log.close()
 
 
+# The simulated apps: Predict at this rate per device, each golden-set answer followed by a Feedback with
+# its label, so the trials and online accuracy judge every request (a short trial needs 20 of them).
+REQUEST_RATE = 5.0
+FEEDBACK = 1.0
+TELEMETRY_INTERVAL_S = 2.0
+
+
+def _toml_str(value: str) -> str:
+    import json
+
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
 class DemoFleet:
-    def __init__(self, workdir: Path, broker: str, devices: int, protocol: str):
+    def __init__(self, workdir: Path, broker: str, devices: int, protocol: str | None):
         self.workdir = workdir
         self.broker = broker
         self.devices = devices
-        self.protocol = protocol
+        self.requested_protocol = protocol
+        self.protocol = protocol or "5"
+        self.share_group = "coordinators"
         self.children: list[Child] = []
-        self.agents: list[Child] = []
+        self.simulator: Child | None = None
+        self.names: list[str] = []
         self.grpc_address = ""
         self.token = ""
         self.token_file = ""
+        self.broker_kind = ""  # configured | mosquitto | embedded (in the JSON of the online step)
         self.broker_note = ""
-        self.socket_dir = Path(tempfile.mkdtemp(prefix="efd-"))
-        self.sockets: dict[str, Path] = {}
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")}
@@ -120,17 +141,32 @@ class DemoFleet:
         return env
 
     def start_broker(self) -> str:
+        """The broker URL, in the order of the module docstring; broker_note says which and why."""
         from edgefleet.session import parse_broker_url
 
-        addr = parse_broker_url(self.broker)
+        try:
+            addr = parse_broker_url(self.broker)
+        except ValueError as exc:
+            raise CliError(f"--broker: {exc}") from None
         if _listening(addr.host, addr.port):
-            self.broker_note = f"using the broker at {addr}"
+            self.broker_kind = "configured"
+            self.broker_note = f"using the broker that answers at {addr}"
             return str(addr)
-        mosquitto = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if os.access(p, os.X_OK)), None)
-        if not mosquitto:
-            raise CliError(
-                f"no MQTT broker answers at {addr} and mosquitto is not installed: install it (apt-get install mosquitto) or pass --broker URL"
-            )
+        mosquitto = shutil.which("mosquitto")
+        if mosquitto:
+            url = self._start_mosquitto(mosquitto)
+            self.broker_kind = "mosquitto"
+            self.broker_note = f"no broker answered at {addr}: started mosquitto ({mosquitto}) on {url.split('://', 1)[1]}"
+            return url
+        url = self._start_embedded(addr)
+        self.broker_kind = "embedded"
+        hint = next((f" ({p} exists but is not on PATH)" for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), "")
+        self.broker_note = (f"no broker answered at {addr} and mosquitto is not on PATH{hint}: started the embedded broker (amqtt) on "
+                            f"{url.split('://', 1)[1]}; it speaks MQTT 3.1.1 only and has no shared subscriptions, so the coordinator "
+                            "and every device run MQTT 3.1.1 with plain subscriptions (one coordinator)")
+        return url
+
+    def _start_mosquitto(self, mosquitto: str) -> str:
         port = _free_port()
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n" + ("user root\n" if os.geteuid() == 0 else ""))
@@ -141,23 +177,38 @@ class DemoFleet:
             if child.proc.poll() is not None or time.monotonic() > deadline:
                 raise CliError(f"mosquitto did not start (log: {self.workdir / 'mosquitto.log'})")
             threading.Event().wait(0.1)
-        self.broker_note = f"no broker answered at {addr}: started mosquitto on 127.0.0.1:{port}"
         return f"mqtt://127.0.0.1:{port}"
 
+    def _start_embedded(self, addr) -> str:
+        import importlib.util
+
+        if importlib.util.find_spec("amqtt") is None:
+            raise CliError(f"no MQTT broker answers at {addr}, mosquitto is not on PATH and amqtt is not installed: "
+                           "install mosquitto (apt-get install mosquitto), or amqtt (pip install 'edgefleet[coordinator]'), or pass --broker URL")
+        if self.requested_protocol == "5":
+            raise CliError(f"no MQTT broker answers at {addr} and mosquitto is not on PATH; the embedded broker (amqtt) speaks MQTT 3.1.1 "
+                           "only: drop --mqtt-protocol 5, install mosquitto, or pass --broker URL of an MQTT 5 broker")
+        from coordinator.embedded_broker import READY  # after the check: it imports amqtt
+
+        self.protocol, self.share_group = "3.1.1", ""
+        child = Child("embedded broker", [sys.executable, "-m", "coordinator.embedded_broker", "--host", "127.0.0.1", "--port", "0"],
+                      self.env(), self.workdir / "broker.log")
+        self.children.append(child)
+        return child.wait_for_line(READY, 30).split("url=", 1)[1].strip()
+
     def start_coordinator(self, broker_url: str) -> None:
-        env = self.env(
-            EDGEFLEET_DATA_DIR=str(self.workdir / "coordinator"),
-            EDGEFLEET_SERVER__GRPC_ADDRESS="127.0.0.1:0",
-            EDGEFLEET_SERVER__METRICS_ADDRESS="127.0.0.1:0",
-            EDGEFLEET_MQTT__URL=broker_url,
-            EDGEFLEET_MQTT__PROTOCOL=self.protocol,
-            EDGEFLEET_MQTT__CLIENT_ID=f"edgefleet-demo-{os.getpid()}",
-            EDGEFLEET_MQTT__DEVICE_KEEPALIVE_S="10",
+        # A config file in the demo's directory (kept with --keep) rather than environment variables.
+        conf = self.workdir / "coordinator.toml"
+        conf.write_text("\n".join([
+            f"data_dir = {_toml_str(str(self.workdir / 'coordinator'))}",
+            "[server]", 'grpc_address = "127.0.0.1:0"', 'metrics_address = "127.0.0.1:0"',
+            "[mqtt]", f"url = {_toml_str(broker_url)}", f"protocol = {_toml_str(self.protocol)}",
+            f"client_id = {_toml_str(f'edgefleet-demo-{os.getpid()}')}", "device_keepalive_s = 10",
+            f"share_group = {_toml_str(self.share_group)}",
             # A demo's rollouts should move in seconds, not at production pace.
-            EDGEFLEET_ROLLOUTS__TICK_INTERVAL_S="0.5",
-            EDGEFLEET_ROLLOUTS__RESEND_S="5",
-        )
-        child = Child("edge-coordinator", [_script("edge-coordinator"), "run"], env, self.workdir / "coordinator.log")
+            "[rollouts]", "tick_interval_s = 0.5", "resend_s = 5", "",
+        ]))
+        child = Child("edge-coordinator", [_script("edge-coordinator"), "run", "--config", str(conf)], self.env(), self.workdir / "coordinator.log")
         self.children.append(child)
         line = child.wait_for_line("edge-coordinator ready", 60)
         fields = dict(part.split("=", 1) for part in line.split()[2:] if "=" in part)
@@ -172,30 +223,37 @@ class DemoFleet:
 
         return AdminClient(ClientSettings(self.grpc_address, self.token, "demo", 10.0, None))
 
-    def enroll_and_run(self, index: int, client, on_step) -> None:
+    def register(self, client) -> Path:
+        """Register every device (the bundled profiles in turn); their one-time tokens go to tickets.json (0600)."""
+        import json
+
         from edgefleet.v1 import admin_pb2
 
-        profile = PROFILES[index % len(PROFILES)]
-        name = f"{profile}-{index // len(PROFILES) + 1}"
-        reg = client.call("RegisterDevice", admin_pb2.RegisterDeviceRequest(name=name, labels={"kind": profile, "role": ROLES[profile], "demo": "true"}))
-        state_dir = self.workdir / "agents" / name
-        res = subprocess.run(
-            [_script("edge-agent"), "enroll", "--coordinator", self.grpc_address, "--token", reg.enrollment_token, "--state-dir", str(state_dir), "--profile", profile],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if res.returncode != 0:
-            raise CliError(f"enrolling {name} failed: {res.stderr.strip()}")
-        on_step(f"enrolled {name}")
-        # A short socket path: unix socket paths are limited to ~107 bytes and the demo's directory may be deep.
-        sock = self.socket_dir / f"{index}.sock"
-        self.sockets[name] = sock
-        agent = Child(name, [_script("edge-agent"), "run", "--state-dir", str(state_dir), "--profile", profile, "--socket", str(sock),
-                             "--telemetry-interval", "2"], self.env(), self.workdir / "agents" / f"{name}.log")
-        self.children.append(agent)
-        self.agents.append(agent)
+        tickets = []
+        for index in range(self.devices):
+            profile = PROFILES[index % len(PROFILES)]
+            name = f"{profile}-{index // len(PROFILES) + 1}"
+            reg = client.call("RegisterDevice", admin_pb2.RegisterDeviceRequest(name=name, labels={"kind": profile, "role": ROLES[profile], "demo": "true"}))
+            tickets.append({"name": name, "profile": profile, "token": reg.enrollment_token})
+            self.names.append(name)
+        path = self.workdir / "tickets.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(tickets, f)
+        return path
+
+    def start_devices(self, tickets: Path, timeout: float) -> str:
+        """One `edge-agent simulate` for the whole fleet: it enrolls every device, then runs them all."""
+        args = [_script("edge-agent"), "simulate", "--fleet-dir", str(self.workdir / "agents"), "--enroll-from", str(tickets),
+                "--coordinator", self.grpc_address, "--rate", str(REQUEST_RATE), "--feedback", str(FEEDBACK),
+                "--telemetry-interval", str(TELEMETRY_INTERVAL_S)]
+        self.simulator = Child("edge-agent simulate", args, self.env(), self.workdir / "simulate.log")
+        self.children.append(self.simulator)
+        line = self.simulator.wait_for_line("edge-agent simulate connected", timeout)
+        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+        if fields.get("devices") != fields.get("of"):
+            raise CliError(f"only {fields.get('devices')} of {fields.get('of')} simulated devices connected to the broker (log: {self.workdir / 'simulate.log'})")
+        return line
 
     def list_devices(self, client):
         from edgefleet.v1 import admin_pb2
@@ -203,14 +261,14 @@ class DemoFleet:
         return list(client.call("ListDevices", admin_pb2.ListDevicesRequest()).devices)
 
     def stop(self) -> None:
-        # Agents first (they publish `stopped`), then the coordinator, then the broker we started.
+        # Devices first (they publish `stopped`), then the coordinator, then the broker we started.
         for child in reversed(self.children):
             try:
-                child.stop()
+                # Hundreds of simulated devices each say `stopped` before disconnecting: give them longer.
+                child.stop(30.0 if child is self.simulator else 10.0)
             except Exception:  # noqa: BLE001 - keep stopping the others
                 pass
         self.children.clear()
-        shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- the story (--story / --once)
@@ -231,7 +289,6 @@ class Story:
 
     def __init__(self, fleet: "DemoFleet", out, as_json: bool, plot_path: Path):
         self.plot_path = plot_path
-        self.traffic: Traffic | None = None
         self.fleet = fleet
         self.out = out
         self.as_json = as_json
@@ -277,7 +334,7 @@ class Story:
 
     def fleet_online(self) -> None:
         rows = self.devices("online")
-        self.emit("online", f"{len(rows)} devices online", devices=[
+        self.emit("online", f"{len(rows)} devices online", broker=self.fleet.broker_kind, mqtt_protocol=self.fleet.protocol, devices=[
             {"name": d["name"], "state": d.get("state"), "hardware_class": (d.get("hardware") or {}).get("hardware_class", ""),
              "accelerators": [a.get("kind", "") for a in (d.get("hardware") or {}).get("accelerators", [])]} for d in rows])
 
@@ -383,7 +440,7 @@ class Story:
 
     def telemetry(self, ref: str, seconds: float = 60) -> list[dict]:
         step = "telemetry"
-        names = set(self.fleet.sockets)
+        names = set(self.fleet.names)
         deadline = time.monotonic() + seconds
         while True:
             rows = [r for r in self.json_of(step, "telemetry", "--model", ref, "--since", "5m") if r.get("requests")]
@@ -391,8 +448,8 @@ class Story:
                 break
             if time.monotonic() > deadline:
                 seen = sorted({r["device_name"] for r in rows})
-                errors = "; ".join(f"{n}: {e}" for n, e in self.traffic.errors.items()) if self.traffic else ""
-                raise StepFailed(step, f"telemetry of {ref} arrived from {seen or 'no device'} of {sorted(names)} within {seconds:.0f} s {errors}")
+                raise StepFailed(step, f"telemetry of {ref} arrived from {seen or 'no device'} of {sorted(names)} within {seconds:.0f} s "
+                                       f"(log: {self.fleet.workdir / 'simulate.log'})")
             threading.Event().wait(1.0)
         text = "; ".join(f"{r['device_name']} {r['requests']} req p95 {_fmt(r.get('p95_ms'), 'ms')} online acc {_fmt(r.get('online_accuracy'))}" for r in rows)
         self.emit(step, f"live from the agents: {text}", rows=rows)
@@ -463,14 +520,8 @@ class Story:
                       _fmt(r.get("inferences_per_s")), _fmt(r.get("p95_ms"), "ms"), _fmt(r.get("energy_per_inference_mj"), "mJ"), _fmt(r.get("online_accuracy")))
         return t
 
-    def close(self) -> None:
-        if self.traffic is not None:
-            self.traffic.stop()
-            self.traffic = None
-
-    def run(self, keep_traffic: bool = False) -> None:
+    def run(self) -> None:
         """Every chapter in order; any unexpected error becomes the failure of the step it happened in."""
-        self.traffic = None
         self.step = "online"
         try:
             self._chapters()
@@ -478,17 +529,14 @@ class Story:
             raise
         except (subprocess.SubprocessError, OSError, ValueError, KeyError, TypeError) as exc:
             raise StepFailed(self.step, f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            if not keep_traffic:
-                self.close()
 
     def _chapters(self) -> None:
         self.fleet_online()
         self.train()
         good = self.push("push", "digits.keras")
         good_ref = f"digits:{good['version']}"
-        # The apps start now: each wave's observation window and the trials then judge live traffic.
-        self.traffic = Traffic(self.fleet.sockets, self.models / "digits.npz").start()
+        # The simulated apps call each device from the moment it serves a model (golden-set inputs, a
+        # Feedback with every label): each wave's observation window and the trials judge that traffic.
         # The accuracy floor: 0.9, or just under the good model's worst variant if that is lower.
         floor = min(0.9, min(float(v.get("metric") or 0) for v in good.get("variants", [])) - 0.02)
         final = self.rollout(good_ref, floor)
@@ -496,54 +544,6 @@ class Story:
         bad = self.push("push_bad", "digits-bad.keras")
         self.bad_rollout(f"digits:{bad['version']}", floor)
         self.summary(good_ref, final, rows)
-
-
-class Traffic:
-    """An app on each device: Predict on validation digits at a modest rate, Feedback with the true label.
-
-    One thread per device (LocalClient serializes calls on its connection). It stands in for the apps a
-    real fleet serves; its figures arrive at the coordinator only through the agents' telemetry.
-    """
-
-    def __init__(self, sockets: dict[str, Path], data: Path, rate: float = 5.0):
-        import numpy as np
-
-        with np.load(data) as arrays:
-            self.x, self.y = arrays["x_val"], arrays["y_val"]
-        self.sockets = sockets
-        self.period = 1.0 / rate
-        self.stop_event = threading.Event()
-        self.sent: dict[str, int] = {n: 0 for n in sockets}
-        self.errors: dict[str, str] = {}
-        self.threads = [threading.Thread(target=self._run, args=(n, p), daemon=True) for n, p in sockets.items()]
-
-    def start(self) -> "Traffic":
-        for t in self.threads:
-            t.start()
-        return self
-
-    def _run(self, name: str, path: Path) -> None:
-        from agent.client import InferenceError, LocalClient
-
-        i = sum(map(ord, name)) % len(self.x)
-        name_in: str | None = None
-        with LocalClient(str(path)) as agent:
-            while not self.stop_event.wait(self.period):
-                i = (i + 1) % len(self.x)
-                try:
-                    if name_in is None:
-                        name_in = agent.describe().inputs[0].name
-                    _, request_id, _ = agent.predict({name_in: self.x[i : i + 1]})
-                    agent.feedback(request_id, label=int(self.y[i]))
-                    self.sent[name] += 1
-                except (InferenceError, OSError) as exc:  # no model yet, or between slots: keep going
-                    self.errors[name] = str(exc)
-                    name_in = None
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(5)
 
 
 def _fmt(value, unit: str = "") -> str:
@@ -562,8 +562,8 @@ def human(n: int) -> str:
 
 def demo(
     devices: Annotated[int, typer.Option("--devices", "-n", min=1, max=200, help="Simulated devices (the bundled profiles in turn).")] = 5,
-    broker: Annotated[str, typer.Option("--broker", help="Broker to use; when none answers there, a private mosquitto is started.")] = "mqtt://127.0.0.1:1883",
-    protocol: Annotated[str, typer.Option("--mqtt-protocol", help="5 or 3.1.1")] = "5",
+    broker: Annotated[str, typer.Option("--broker", help="Broker to use; when none answers there: a private mosquitto if it is on PATH, else the embedded amqtt broker (MQTT 3.1.1).")] = "mqtt://127.0.0.1:1883",
+    protocol: Annotated[Optional[str], typer.Option("--mqtt-protocol", help="5 or 3.1.1 (default: 5; 3.1.1 on the embedded broker)")] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's directory (logs, store, agent state) after it ends.")] = False,
     once: Annotated[bool, typer.Option("--once", help="Run the story and exit: 0 when every step passed (for scripts and CI).")] = False,
     fleet_only: Annotated[bool, typer.Option("--fleet-only", help="Only bring the fleet online (no model, no rollouts).")] = False,
@@ -584,7 +584,7 @@ def demo(
 
     from coordinator.cli.device_views import device_table, print_device_table
 
-    if protocol not in ("5", "3.1.1"):
+    if protocol not in (None, "5", "3.1.1"):
         raise CliError(f"--mqtt-protocol must be 5 or 3.1.1, not {protocol!r}")
     out = Console(stderr=True, highlight=False)
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="edgefleet-demo-"))
@@ -603,30 +603,29 @@ def demo(
         fleet.start_coordinator(broker_url)
         out.print(f"coordinator: {fleet.grpc_address} (SQLite in {root / 'coordinator'})")
         with fleet.client() as client:
-            with out.status("enrolling devices…") as status:
-                for i in range(devices):
-                    fleet.enroll_and_run(i, client, lambda msg: status.update(f"{msg} ({i + 1}/{devices})"))
             deadline = time.monotonic() + timeout
+            tickets = fleet.register(client)
+            with out.status(f"enrolling {devices} devices and starting them in one `edge-agent simulate`…"):
+                fleet.start_devices(tickets, timeout)
             with out.status("waiting for the fleet to come online…"):
                 while True:
                     listed = fleet.list_devices(client)
                     online = sum(1 for d in listed if d.state == 2)  # DEVICE_STATE_ONLINE
                     if online == devices:
                         break
-                    dead = [a.name for a in fleet.agents if a.proc.poll() is not None]
-                    if dead:
-                        raise CliError(f"agents exited: {', '.join(dead)} (logs in {root / 'agents'})")
+                    if fleet.simulator.proc.poll() is not None:
+                        raise CliError(f"edge-agent simulate exited with code {fleet.simulator.proc.returncode} (log: {root / 'simulate.log'})")
                     if time.monotonic() > deadline:
                         raise CliError(f"only {online} of {devices} devices came online within {timeout:.0f} s (logs in {root})")
                     threading.Event().wait(0.5)
-            out.print(f"[bold green]{devices} devices online[/] — each a real agent process with a simulated hardware profile")
+            out.print(f"[bold green]{devices} devices online[/] over MQTT {fleet.protocol} — simulated hardware profiles, all in one "
+                      "`edge-agent simulate` process, each device a real agent with its own identity and MQTT session")
             if not as_json:
                 print_device_table(listed)
-            story: Optional[Story] = None
             if not fleet_only:
                 story = Story(fleet, out, as_json, plot)
                 try:
-                    story.run(keep_traffic=not once)
+                    story.run()
                 except StepFailed as exc:
                     out.print(f"[bold red]{exc}[/] (logs in {root})")
                     if as_json:
@@ -645,7 +644,7 @@ def demo(
                 "Ctrl-C stops the fleet."
             )
             if story is not None and failed is None:
-                out.print("live telemetry from the fleet (the demo's apps keep calling the agents):")
+                out.print("live telemetry from the fleet (the simulated apps keep calling the devices):")
                 view = story.telemetry_table
             else:
                 view = lambda: device_table(fleet.list_devices(client))  # noqa: E731
@@ -657,8 +656,6 @@ def demo(
         out.print("stopping the fleet…")
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if story is not None:
-            story.close()
         fleet.stop()
         if keep:
             out.print(f"kept {root}")

@@ -77,7 +77,13 @@ def all_devices(kind: str) -> str:
 
 
 def shared(topic_filter: str, group: str = SHARE_GROUP) -> str:
-    """A shared subscription: each message goes to one coordinator replica of the group."""
+    """A shared subscription: each message goes to one coordinator replica of the group.
+
+    An empty group means a plain subscription, for brokers without shared subscriptions (amqtt):
+    every subscriber then gets every message, so only one coordinator may run.
+    """
+    if not group:
+        return topic_filter
     return f"$share/{group}/{topic_filter}"
 
 
