@@ -1,79 +1,128 @@
-"""edge-agent: enroll this device, then run the agent."""
+"""edge-agent: the console script's entry point, and `edge-agent run` itself.
+
+`run` is parsed here with argparse and never imports typer: typer coerces parameters through pydantic,
+which would stay resident in the daemon for its whole life (about 10 MB of a device's memory, measured
+with bench/agent.py). Every other subcommand, and `edge-agent --help`, is the typer app in
+agent.commands; its `run` command is built from the same RUN_OPTIONS, so both parse the same flags
+and environment variables (tests/unit/test_agent_cli.py holds them to it).
+"""
 from __future__ import annotations
 
-import json
+import argparse
 import logging
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
-
-import typer
+from typing import Any, Callable, Sequence
 
 from agent.identity import DEFAULT_STATE_DIR
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="The edgefleet device agent.")
+RUN_HELP = "Connect to the broker, report the hardware, and stay connected (SIGTERM stops cleanly)."
 
-STATE_DIR_OPT = typer.Option(DEFAULT_STATE_DIR, "--state-dir", "-s", envvar="EDGEFLEET_AGENT_STATE_DIR", help="Where the identity and models live.")
-PROFILE_OPT = typer.Option(
-    None, "--profile", "-p", envvar="EDGEFLEET_AGENT_PROFILE", help="Bundled profile name (e.g. raspberry-pi-4) or a YAML/TOML file overriding probed fields."
+
+@dataclass(frozen=True)
+class RunOption:
+    """One option of `edge-agent run`, for both parsers."""
+
+    dest: str
+    flags: tuple[str, ...]
+    help: str
+    type: Callable[[str], Any] = str
+    default: Any = None
+    envvar: str | None = None
+    minimum: float | None = None
+    metavar: str = "TEXT"
+
+
+STATE_DIR_HELP = "Where the identity and models live."
+PROFILE_HELP = "Bundled profile name (e.g. raspberry-pi-4) or a YAML/TOML file overriding probed fields."
+
+RUN_OPTIONS: tuple[RunOption, ...] = (
+    RunOption("state_dir", ("--state-dir", "-s"), STATE_DIR_HELP, Path, DEFAULT_STATE_DIR, "EDGEFLEET_AGENT_STATE_DIR", metavar="PATH"),
+    RunOption("profile", ("--profile", "-p"), PROFILE_HELP, str, None, "EDGEFLEET_AGENT_PROFILE"),
+    RunOption("mqtt_protocol", ("--mqtt-protocol",), "Override the MQTT protocol from enrollment: 5 or 3.1.1."),
+    RunOption("keepalive", ("--keepalive",), "Override the MQTT keepalive (seconds).", int, metavar="INTEGER"),
+    RunOption("socket", ("--socket",), "Unix socket of the local inference API (default: <state dir>/inference.sock).", Path, None,
+              "EDGEFLEET_AGENT_SOCKET", metavar="PATH"),
+    RunOption("telemetry_interval", ("--telemetry-interval",), "Seconds per telemetry window (default 10).", float, minimum=0.1,
+              metavar="FLOAT"),
+    RunOption("storage_budget", ("--storage-budget",), "Most bytes the model slots may use (default: free space).", int, minimum=1,
+              metavar="INTEGER"),
+    RunOption("log_level", ("--log-level",), "Log level: debug, info, warning or error.", str, "info"),
 )
 
 
-def _fail(msg: str) -> None:
-    typer.echo(f"edge-agent: error: {msg}", err=True)
-    raise typer.Exit(1)
+def fail(message: str) -> None:
+    """The CLI's error line, exit code 1 (what typer.Exit(1) gave)."""
+    print(f"edge-agent: error: {message}", file=sys.stderr)
+    raise SystemExit(1)
 
 
-def _logging(level: str) -> None:
+def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-@app.command()
-def enroll(
-    coordinator: str = typer.Option(..., "--coordinator", "-c", help="HOST:PORT of the coordinator's gRPC API."),
-    token: str = typer.Option(..., "--token", "-t", help="One-time enrollment token from `edgectl device register`."),
-    state_dir: Path = STATE_DIR_OPT,
-    profile: Optional[str] = PROFILE_OPT,
-    force: bool = typer.Option(False, "--force", help="Replace an existing identity in this state directory."),
-) -> None:
-    """Probe the hardware and exchange the token for this device's identity."""
-    from agent.daemon import probe_hardware
-    from agent.enroll import EnrollError, enroll as do_enroll
-    from agent.identity import StateDirError, prepare_state_dir
-    from agent.profile import ProfileError
-
-    try:
-        sd = prepare_state_dir(state_dir)
-        hw = probe_hardware(sd, profile)
-        ident = do_enroll(coordinator, token, sd, hw, force=force)
-    except (EnrollError, StateDirError, ProfileError) as exc:
-        _fail(str(exc))
-    typer.echo(f"enrolled as {ident.device_name} ({ident.device_id}); identity saved in {sd}")
-    typer.echo(f"next: edge-agent run --state-dir {sd}" + (f" --profile {profile}" if profile else ""))
+# -- argparse: `edge-agent run` -------------------------------------------------------------------
 
 
-@app.command()
-def run(
-    state_dir: Path = STATE_DIR_OPT,
-    profile: Optional[str] = PROFILE_OPT,
-    mqtt_protocol: Optional[str] = typer.Option(None, "--mqtt-protocol", help="Override the MQTT protocol from enrollment: 5 or 3.1.1."),
-    keepalive: Optional[int] = typer.Option(None, "--keepalive", help="Override the MQTT keepalive (seconds)."),
-    socket: Optional[Path] = typer.Option(
-        None, "--socket", envvar="EDGEFLEET_AGENT_SOCKET", help="Unix socket of the local inference API (default: <state dir>/inference.sock)."
-    ),
-    telemetry_interval: Optional[float] = typer.Option(None, "--telemetry-interval", min=0.1, help="Seconds per telemetry window (default 10)."),
-    storage_budget: Optional[int] = typer.Option(None, "--storage-budget", min=1, help="Most bytes the model slots may use (default: free space)."),
-    log_level: str = typer.Option("info", "--log-level"),
-) -> None:
-    """Connect to the broker, report the hardware, and stay connected (SIGTERM stops cleanly)."""
-    _logging(log_level)
+def _checked(option: RunOption) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = option.type(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {option.metavar.lower()}") from None
+        if option.minimum is not None and value < option.minimum:
+            raise argparse.ArgumentTypeError(f"{text} is not in the range x>={option.minimum:g}")
+        return value
+
+    parse.__name__ = option.metavar.lower()
+    return parse
+
+
+def run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-agent run", description=RUN_HELP)
+    for option in RUN_OPTIONS:
+        notes = []
+        if option.envvar:
+            notes.append(f"env var: {option.envvar}")
+        if option.default is not None:
+            notes.append(f"default: {option.default}")
+        text = option.help + (f" [{'; '.join(notes)}]" if notes else "")
+        parser.add_argument(*option.flags, dest=option.dest, type=_checked(option), default=None, metavar=option.metavar, help=text)
+    return parser
+
+
+def parse_run(argv: Sequence[str], environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Flags, then environment variables, then defaults (typer's order)."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    parser = run_parser()
+    namespace = parser.parse_args(list(argv))
+    values = {}
+    for option in RUN_OPTIONS:
+        value = getattr(namespace, option.dest)
+        if value is None and option.envvar and environ.get(option.envvar):
+            text = environ[option.envvar]
+            try:
+                value = _checked(option)(text)
+            except argparse.ArgumentTypeError as exc:
+                parser.error(f"environment variable {option.envvar}: {exc}")
+        values[option.dest] = option.default if value is None else value
+    return values
+
+
+def run_agent(*, state_dir: Path, profile: str | None, mqtt_protocol: str | None, keepalive: int | None, socket: Path | None,
+              telemetry_interval: float | None, storage_budget: int | None, log_level: str) -> None:
+    """The agent daemon until SIGTERM/SIGINT; errors exit 1 with a line naming what was wrong."""
+    setup_logging(log_level)
     from agent.daemon import AgentDaemon
     from agent.identity import StateDirError
     from agent.profile import ProfileError
 
     if mqtt_protocol not in (None, "5", "3.1.1"):
-        _fail(f"--mqtt-protocol must be 5 or 3.1.1, not {mqtt_protocol!r}")
+        fail(f"--mqtt-protocol must be 5 or 3.1.1, not {mqtt_protocol!r}")
     try:
         daemon = AgentDaemon(
             state_dir,
@@ -85,7 +134,7 @@ def run(
             storage_budget_bytes=storage_budget,
         )
     except (StateDirError, ProfileError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
     def on_signal(signum, frame):  # noqa: ANN001
         daemon.stop_requested.set()
@@ -97,89 +146,26 @@ def run(
     try:
         daemon.run()
     except (SocketInUse, ValueError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
-@app.command()
-def probe(
-    state_dir: Path = STATE_DIR_OPT,
-    profile: Optional[str] = PROFILE_OPT,
-) -> None:
-    """Print the hardware profile this agent would report, as JSON."""
-    from google.protobuf.json_format import MessageToDict
+def main(argv: Sequence[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["run"]:
+        run_agent(**parse_run(args[1:]))
+        return
+    from agent.commands import app
 
-    from agent.daemon import probe_hardware
-    from agent.identity import StateDirError, prepare_state_dir
-    from agent.profile import ProfileError
-
-    try:
-        hw = probe_hardware(prepare_state_dir(state_dir), profile)
-    except (StateDirError, ProfileError) as exc:
-        _fail(str(exc))
-    typer.echo(json.dumps(MessageToDict(hw, preserving_proto_field_name=True), indent=2))
+    app(args=args, prog_name="edge-agent")
 
 
-@app.command()
-def profiles() -> None:
-    """List the bundled hardware profiles."""
-    from agent.profile import bundled_profiles
+def __getattr__(name: str) -> Any:
+    # `from agent.cli import app` (tests, tools) still finds the typer app, without loading it for `run`.
+    if name == "app":
+        from agent.commands import app
 
-    for name in bundled_profiles():
-        typer.echo(name)
-
-
-@app.command()
-def simulate(
-    fleet_dir: Path = typer.Option(..., "--fleet-dir", "-d", help="One enrolled state directory per device (identity.json and a `profile` file)."),
-    profile: list[str] = typer.Option(
-        [], "--profile", "-p", help="NAME=PROFILE for one device, or PROFILE for every device without a `profile` file (repeatable)."
-    ),
-    rate: float = typer.Option(2.0, "--rate", min=0.0, help="Synthetic Predict calls per second per device (0: none)."),
-    feedback: float = typer.Option(0.5, "--feedback", min=0.0, max=1.0, help="Share of golden-set requests followed by a Feedback with the label."),
-    telemetry_interval: float = typer.Option(10.0, "--telemetry-interval", min=0.1, help="Seconds per telemetry window."),
-    mqtt_protocol: Optional[str] = typer.Option(None, "--mqtt-protocol", help="Override the MQTT protocol from enrollment: 5 or 3.1.1."),
-    keepalive: Optional[int] = typer.Option(None, "--keepalive", min=1, help="Override the MQTT keepalive (seconds)."),
-    workers: int = typer.Option(4, "--workers", min=1, help="Threads running the devices' installs, telemetry and trials."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for request arrivals and random inputs."),
-    enroll_from: Optional[Path] = typer.Option(
-        None, "--enroll-from", help="Enroll the devices in this file first (JSON [{name, profile, token}] or lines NAME PROFILE TOKEN)."
-    ),
-    coordinator: Optional[str] = typer.Option(None, "--coordinator", "-c", help="HOST:PORT of the coordinator's gRPC API (with --enroll-from)."),
-    enroll_only: bool = typer.Option(False, "--enroll-only", help="Exit after enrolling."),
-    force: bool = typer.Option(False, "--force", help="Replace identities already in the fleet directory when enrolling."),
-    log_level: str = typer.Option("info", "--log-level", help="Per-device logs (installs, trials, connects) show at debug; warnings always."),
-) -> None:
-    """Run many simulated devices in this one process, each a real agent with its own identity (SIGTERM stops all cleanly)."""
-    _logging(log_level)
-    import threading
-
-    from agent.identity import StateDirError
-    from agent.profile import ProfileError
-    from agent.simulate.enroll import FleetEnrollError
-    from agent.simulate.fleet import FleetStartError
-    from agent.simulate.run import quiet_device_logs, run_simulation
-    from agent.simulate.runtime import FleetOptions
-
-    quiet_device_logs(log_level)
-    stop = threading.Event()
-
-    def on_signal(signum, frame):  # noqa: ANN001
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        options = FleetOptions(rate=rate, feedback=feedback, telemetry_interval_s=telemetry_interval, protocol=mqtt_protocol,
-                               keepalive_s=keepalive, seed=seed)
-        code = run_simulation(fleet_dir, options=options, profiles=profile, stop=stop, enroll_from=enroll_from, coordinator=coordinator,
-                              enroll_only=enroll_only, force=force, workers=workers, say=lambda line: typer.echo(line))
-    except (FleetEnrollError, FleetStartError, StateDirError, ProfileError, ValueError, OSError) as exc:
-        _fail(str(exc))
-    raise typer.Exit(code)
-
-
-def main() -> None:
-    app()
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

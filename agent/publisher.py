@@ -13,6 +13,14 @@ those, so the broker sees every record in outbox order. If the agent dies, every
 is still in the outbox and is published again after restart: the coordinator drops the duplicates by
 envelope message id (QoS 1 is at least once).
 
+A PUBACK is not always delivery: an MQTT 5 broker answers "No matching subscribers" (reason 16) when no
+coordinator subscription took the record. mosquitto 2.0 does so for everything published after its
+restart until the coordinators reconnect (their restored shared subscriptions receive nothing; measured
+in tests/integration/test_agent_faults.py). Such a record is kept: once the answers for the window are
+in, the worker goes back to the oldest unheard record and sends again from there, after a pause that
+doubles from 1 s to 30 s while nobody listens. (MQTT 3.1.1 has no reason codes: there the broker's ack
+is taken as delivery.)
+
 paho calls `on_publish` on its network thread with its own locks held: it only notes the id and wakes
 the worker; the outbox is written by the worker.
 """
@@ -32,6 +40,9 @@ from edgefleet.v1 import events_pb2, telemetry_pb2
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 100  # paho's max_inflight (edgefleet.session): more would only queue inside paho
+NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK reason code: the broker took the record and nobody got it
+UNHEARD_PAUSE_S = (1.0, 30.0)  # first and longest pause before sending unheard records again
+IDLE_POLL_S = 5.0  # the worker's longest sleep while the outbox is empty (put() wakes it at once)
 # paho 2 return codes that mean "paho holds the message and will send it": success, not connected.
 _HELD_RCS = (0, 4)
 
@@ -67,6 +78,11 @@ class OutboxPublisher:
         self._acked: collections.deque[int] = collections.deque()  # record ids acknowledged, to delete
         self._early: set[int] = set()                # mids acknowledged while publish() had not returned yet
         self._sent_up_to = 0                         # highest record id handed to paho
+        self._unheard: set[int] = set()              # record ids acknowledged with "no matching subscribers"
+        self._early_unheard: set[int] = set()        # those of _early among them
+        self._hold_until = 0.0                       # monotonic time before which nothing is sent (unheard records)
+        self._pause_s = UNHEARD_PAUSE_S[0]
+        self.unheard = 0                             # records the broker delivered to nobody, since start (resent)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._progress = threading.Event()
@@ -109,10 +125,15 @@ class OutboxPublisher:
 
     def on_publish(self, client: Any = None, userdata: Any = None, mid: int = 0, reason_code: Any = None, properties: Any = None) -> None:
         try:
+            unheard = getattr(reason_code, "value", None) == NO_MATCHING_SUBSCRIBERS
             with self._lock:
                 record_id = self._inflight.pop(mid, None)
                 if record_id is None:
                     self._early.add(mid)
+                    if unheard:
+                        self._early_unheard.add(mid)
+                elif unheard:
+                    self._unheard.add(record_id)
                 else:
                     self._acked.append(record_id)
             if reason_code is not None and getattr(reason_code, "is_failure", False):
@@ -160,8 +181,9 @@ class OutboxPublisher:
             except Exception:  # noqa: BLE001 - keep draining; the record stays in the outbox
                 log.exception("outbox publishing failed; retrying")
                 self._stop.wait(self._poll_s)
-            # Woken by put(), an acknowledgement or stop(); the timeout notices a reconnect.
-            self._wake.wait(self._poll_s)
+            # Woken by put(), an acknowledgement or stop(); the timeout notices a reconnect, which matters
+            # only while records wait (an idle agent then wakes every IDLE_POLL_S, not twice a second).
+            self._wake.wait(self._poll_s if len(self.outbox) else max(self._poll_s, IDLE_POLL_S))
         try:
             self._settle()
         except Exception:  # noqa: BLE001
@@ -175,12 +197,22 @@ class OutboxPublisher:
         if ids:
             self.outbox.done(ids)
             self.published += len(ids)
+            self._pause_s = UNHEARD_PAUSE_S[0]  # somebody listens again
             self._progress.set()
 
     def _send(self) -> bool:
         """Hand the next records to paho, up to the window; True when a full batch went out."""
         with self._lock:
             room = self.window - len(self._inflight)
+            if self._unheard and not self._inflight:  # every answer for the window is in: go back
+                first, count = min(self._unheard), len(self._unheard)
+                self._unheard.clear()
+            else:
+                first = count = 0
+        if count:
+            self._resend_from(first, count)
+        if self._unheard or time.monotonic() < self._hold_until:
+            return False
         if room <= 0:
             return False
         records = self.outbox.peek(limit=room, after=self._sent_up_to)
@@ -189,6 +221,7 @@ class OutboxPublisher:
                 return False
             with self._lock:
                 self._early.clear()
+                self._early_unheard.clear()
             try:
                 info = self._publish(record.topic, record.payload, record.qos)
             except (ValueError, TypeError) as exc:  # a record paho can never send (bad topic, payload too large)
@@ -203,8 +236,24 @@ class OutboxPublisher:
             with self._lock:
                 if info.mid in self._early:  # acknowledged before publish() returned
                     self._early.discard(info.mid)
-                    self._acked.append(record.id)
+                    if info.mid in self._early_unheard:
+                        self._early_unheard.discard(info.mid)
+                        self._unheard.add(record.id)
+                    else:
+                        self._acked.append(record.id)
                 else:
                     self._inflight[info.mid] = record.id
             self._sent_up_to = record.id
         return len(records) == room and room > 0
+
+    def _resend_from(self, first: int, count: int) -> None:
+        """Send again from record `first` on (records delivered meanwhile are gone from the outbox), after
+        a pause that grows while nobody subscribes."""
+        self.unheard += count
+        self._sent_up_to = min(self._sent_up_to, first - 1)
+        self._hold_until = time.monotonic() + self._pause_s
+        # A warning at the start of a stretch without listeners, then quietly (up to two a minute).
+        level = logging.WARNING if self._pause_s == UNHEARD_PAUSE_S[0] else logging.DEBUG
+        log.log(level, "%d record(s) reached no subscriber at the broker (no coordinator listening?); kept, sending "
+                "again in %.0f s", count, self._pause_s)
+        self._pause_s = min(self._pause_s * 2, UNHEARD_PAUSE_S[1])

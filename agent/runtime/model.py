@@ -45,6 +45,8 @@ class LoadedModel:
         # Current (allocated) input shapes: a request with another batch size resizes first.
         allocated = {int(d["index"]): tuple(int(n) for n in d["shape"]) for d in interpreter.get_input_details()}
         self._shapes = {b.index: allocated[b.index] for b in self._inputs}
+        self._single = self._inputs[0] if len(self._inputs) == 1 else None
+        self._float_outputs = not any(b.quantized for b in self._outputs)  # outputs need no dequantization
 
     @classmethod
     def load(cls, path: Path | str, backend: Backend | None = None) -> LoadedModel:
@@ -91,6 +93,20 @@ class LoadedModel:
         Raises InvalidInput naming the tensor for an unknown or missing name, a wrong shape or dtype.
         Outputs always keep the model's batch dimension, even when the request left it implied.
         """
+        single = self._single
+        if single is not None and len(inputs) == 1:  # the common case, without the general path's loops
+            value = inputs.get(single.name)
+            if value is not None:
+                array = single.prepare(value)
+                with self._lock:
+                    interpreter = self._live()
+                    if array.shape != self._shapes[single.index]:
+                        self._resize(interpreter, {single.index: array})
+                    interpreter.set_tensor(single.index, array)
+                    interpreter.invoke()
+                    # get_tensor returns a copy, so the next request cannot overwrite what is returned.
+                    raw = {b.name: interpreter.get_tensor(b.index) for b in self._outputs}
+                return raw if self._float_outputs else {b.name: b.to_float(raw[b.name]) for b in self._outputs}
         prepared = self._prepare(inputs)
         raw = self._run(prepared)
         return {b.name: b.to_float(raw[b.name]) for b in self._outputs}

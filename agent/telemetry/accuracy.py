@@ -14,11 +14,16 @@ softmaxed. A single unit is a binary classifier: a probability when within [0, 1
 
 from __future__ import annotations
 
+import math
+
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+
+# Rows up to this many classes are summarized in plain Python (a few µs less per request than numpy).
+_SHORT_ROW = 64
 
 # (x, y) of the golden set the install kept for a model, or None when it has none.
 GoldenData = tuple[Any, np.ndarray]
@@ -51,7 +56,16 @@ def summarize(output: np.ndarray, task: str) -> OutputSummary:
             p = 1.0 / (1.0 + np.exp(-p))
         top1 = (p > 0.5).astype(np.int64)
         return OutputSummary(rows=rows, top1=tuple(top1.tolist()), confidence=tuple(np.where(top1 == 1, p, 1.0 - p).tolist()))
-    if rows == 1:  # the common case, kept to a few calls
+    if rows == 1 and units <= _SHORT_ROW:  # the common case with a few classes: plain Python beats numpy calls
+        values = scores[0].tolist()
+        total = sum(values)
+        if not math.isnan(total):  # (NaN or inf-inf: numpy's path below decides)
+            peak = max(values)
+            top = values.index(peak)  # the first maximum, as argmax
+            if peak <= 1 and min(values) >= 0 and abs(total - 1.0) <= 1e-3:
+                return OutputSummary(rows=1, top1=(top,), confidence=(float(peak),))
+            return OutputSummary(rows=1, top1=(top,), confidence=(1.0 / sum(math.exp(v - peak) for v in values),))
+    if rows == 1:  # kept to a few numpy calls
         row = scores[0]
         top = int(row.argmax())
         peak = float(row[top])

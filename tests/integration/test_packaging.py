@@ -39,7 +39,7 @@ def _modules_after(code: str) -> set[str]:
 
 def test_agent_code_imports_no_tensorflow_or_coordinator():
     mods = _modules_after(
-        "import agent.cli, agent.daemon, agent.link, agent.enroll, agent.identity, agent.probe, agent.profile\n"
+        "import agent.cli, agent.commands, agent.daemon, agent.link, agent.simulate, agent.enroll, agent.identity, agent.probe, agent.profile\n"
         "from agent.daemon import probe_hardware\n"
         "import tempfile; probe_hardware(tempfile.mkdtemp(), 'raspberry-pi-4')"
     )

@@ -278,3 +278,21 @@ def test_summaries() -> None:
     assert value.values[0] == 3.5 and value.top1 is None and value.rows == 1
     assert summarize(np.array([0.1, 0.9]), "classification").rows == 1  # no batch dimension
     assert isinstance(summarize(np.zeros((1, 0)), "classification"), OutputSummary)
+
+
+def test_short_rows_are_summarized_as_numpy_would(monkeypatch) -> None:
+    """One-row outputs of up to 64 classes take a plain-Python path: same top-1 (first maximum) and confidence."""
+    from agent.telemetry import accuracy
+
+    rng = np.random.default_rng(1)
+    rows = [rng.normal(size=(1, int(rng.integers(2, 65)))).astype(np.float32) * scale for scale in (0.1, 1, 30) for _ in range(40)]
+    rows += [(lambda e: (e / e.sum()).astype(np.float32))(np.exp(r - r.max())) for r in rows[:40]]  # probabilities
+    rows += [np.array([[0.5, 0.2, 0.5]], np.float32), np.array([[np.nan, 1.0, 0.5]], np.float32),
+             np.array([[np.inf, 1.0]], np.float32), np.array([[-np.inf, 0.0]], np.float32)]
+    with np.errstate(invalid="ignore"):  # inf - inf in numpy's softmax, as in the plain-Python one
+        fast = [summarize(r, "classification") for r in rows]
+        monkeypatch.setattr(accuracy, "_SHORT_ROW", 0)
+        slow = [summarize(r, "classification") for r in rows]
+    for row, f, s in zip(rows, fast, slow):
+        assert f.top1 == s.top1, row
+        assert f.confidence == pytest.approx(s.confidence, rel=1e-9, nan_ok=True), row

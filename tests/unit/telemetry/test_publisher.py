@@ -155,6 +155,42 @@ def test_unrelated_acknowledgements_are_ignored(fake, outbox: Outbox) -> None:
     assert len(outbox) == 1 and publisher.published == 0
 
 
+def test_records_nobody_subscribed_to_are_kept_and_sent_again(outbox: Outbox, monkeypatch) -> None:
+    """PUBACK "No matching subscribers" (mosquitto after a restart, before the coordinator is back): not delivery."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    import agent.publisher as publisher_module
+
+    monkeypatch.setattr(publisher_module, "UNHEARD_PAUSE_S", (0.05, 0.2))
+    nobody = ReasonCode(PacketTypes.PUBACK, identifier=publisher_module.NO_MATCHING_SUBSCRIBERS)
+    success = ReasonCode(PacketTypes.PUBACK, identifier=0)
+    ref: list = []
+    client = FakeClient(ref)
+    connected = threading.Event()
+    connected.set()
+    publisher = OutboxPublisher(outbox, client.publish, connected, DEVICE, window=10, poll_s=0.01)
+    ref.append(publisher)
+    ids = [publisher.put("t", b"%d" % i) for i in range(3)]
+    publisher.start()
+    try:
+        wait_for(lambda: len(client.sent) == 3, what="3 publishes")
+        client.ack_inside_publish = False
+        publisher.on_publish(None, None, client.sent[0][0], nobody, None)
+        publisher.on_publish(None, None, client.sent[1][0], success, None)  # someone got this one
+        publisher.on_publish(None, None, client.sent[2][0], nobody, None)
+        # Sent again, from the oldest unheard record, after the pause; the delivered one is gone.
+        wait_for(lambda: len(client.sent) == 5, what="the unheard records sent again")
+        assert [p for _, _, p in client.sent[3:]] == [b"0", b"2"]
+        assert [r.id for r in outbox.peek(10)] == [ids[0], ids[2]] and publisher.unheard == 2
+        for mid, _, _ in client.sent[3:]:
+            publisher.on_publish(None, None, mid, success, None)
+        assert publisher.flush(10)
+        assert publisher.published == 3 and len(client.sent) == 5
+    finally:
+        publisher.stop()
+
+
 def test_telemetry_carries_the_dropped_count_once(tmp_path: Path) -> None:
     box = Outbox.open(tmp_path / "small.db", max_records=3)
     connected = threading.Event()  # never connected: everything stays in the outbox
