@@ -56,7 +56,13 @@ class MqttConfig(_Section):
     keepalive_s: int = Field(30, ge=5, le=3600, description="coordinator keepalive")
     session_expiry_s: int = Field(86400, ge=1, description="persistent session lifetime on the broker")
     device_keepalive_s: int = Field(30, ge=1, le=3600, description="keepalive given to devices: a dead device shows offline within 1.5x this")
-    share_group: str = Field("coordinators", description="shared-subscription group of the coordinator replicas")
+    share_group: str = Field("coordinators", description="shared-subscription group of the coordinator replicas; \"\" subscribes without sharing (for brokers without shared subscriptions, e.g. amqtt): then run one coordinator only")
+    receive_maximum: int = Field(
+        10_000,
+        ge=1,
+        le=65535,
+        description="MQTT 5: QoS 1 messages the broker may send the coordinator before it acknowledges them (it acknowledges after storing); keep it several times telemetry.batch_size",
+    )
 
 
 class EnrollmentConfig(_Section):
@@ -88,6 +94,9 @@ class ModelsConfig(_Section):
 class TelemetryConfig(_Section):
     """Telemetry ingest and retention (see docs/telemetry.md and coordinator/telemetry/retention.py)."""
 
+    ingest_process: bool = Field(
+        True, description="decode, validate and write telemetry in a child process (its own core and GIL; the MQTT side keeps the coordinator's)"
+    )
     batch_size: int = Field(500, ge=1, le=100_000, description="telemetry rows written per transaction, at most")
     flush_interval_s: float = Field(0.5, gt=0, le=60, description="longest a received report waits before it is written")
     queue_size: int = Field(100_000, ge=100, description="reports waiting for the writer; when full, ingest waits (nothing is dropped)")

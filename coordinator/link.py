@@ -4,38 +4,62 @@ Status and hello are idempotent state: every replica subscribes to them directly
 subscription never delivers retained messages and a restarted coordinator needs the retained ones.
 Events, telemetry and chunk requests must be handled once: they go through the shared subscription.
 paho callbacks only enqueue; a worker thread does the work, so nothing raised can stop paho's thread.
+
+QoS 1 messages are acknowledged after they are handled (the telemetry writer: after its commit), in the
+order they arrived (coordinator/acks.py), so a coordinator that dies loses nothing the broker sent it. How
+many may wait unacknowledged is the broker's in-flight window for our session: MQTT 5 asks for
+`receive_maximum` in CONNECT (mosquitto 2.0 takes it over its own max_inflight_messages, in both
+directions); MQTT 3.1.1 gets the broker's max_inflight_messages. The window should hold several telemetry
+batches, or the writer may wait out flush_interval_s for reports the broker is not allowed to send.
 """
 from __future__ import annotations
 
 import logging
-import queue
 import socket
 import threading
 from typing import Callable
 
 import paho.mqtt.client as mqtt
 
+from coordinator import acks
 from coordinator.config import MqttConfig
+from coordinator.handoff import Handoff
 from edgefleet import session, topics
 
 log = logging.getLogger(__name__)
 
 DIRECT_KINDS = (topics.STATUS, topics.HELLO)
 SHARED_KINDS = (topics.EVENT, topics.TELEMETRY, topics.BLOB_REQ)
-_STOP = object()
+_STOP = ("", b"", None)
 
 
 class CoordinatorLink:
-    def __init__(self, cfg: MqttConfig, handle: Callable[[str, bytes], object], *, on_state: Callable[[bool], None] | None = None):
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        handle: Callable[[str, bytes], object],
+        *,
+        take: Callable[[str, bytes], bool] | None = None,
+        on_state: Callable[[bool], None] | None = None,
+    ):
+        """`handle(topic, payload)` runs on the worker thread. `take(topic, payload)`, if given, runs first on
+        paho's thread and returns True when it took the message (it must only queue it somewhere: telemetry
+        for the child process, see Ingest.take), saving the hand-over to the worker."""
         self.cfg = cfg
         self.address = session.parse_broker_url(cfg.url)
         self.client_id = cfg.client_id or f"edgefleet-coordinator-{socket.gethostname()}"
         self._handle = handle
+        self._take = take
         self._on_state = on_state or (lambda up: None)
-        self._queue: queue.Queue = queue.Queue(maxsize=100_000)
+        # paho's thread puts, the worker takes (handoff.py: far cheaper than queue.Queue). Never full, never
+        # drops: what it holds is unacknowledged, so the broker's in-flight window limits it (loosely: mosquitto
+        # 2.0.11 lets several times the window through once PUBACKs flow, docs/telemetry.md).
+        self._inbox = Handoff()
+        self.acks = acks.AckOrder(self._send_ack)
         self.connected = threading.Event()
         self._worker = threading.Thread(target=self._work, name="coordinator-ingest", daemon=True)
         self.client = session.make_client(self.client_id, cfg.protocol, username=cfg.username, password=cfg.password)
+        self.client.manual_ack_set(True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -49,7 +73,9 @@ class CoordinatorLink:
 
     def start(self) -> None:
         self._worker.start()
-        session.connect_async(self.client, self.address, keepalive=self.cfg.keepalive_s, session_expiry_s=self.cfg.session_expiry_s)
+        session.connect_async(
+            self.client, self.address, keepalive=self.cfg.keepalive_s, session_expiry_s=self.cfg.session_expiry_s, receive_maximum=self.cfg.receive_maximum
+        )
         self.client.loop_start()
 
     def stop(self) -> None:
@@ -57,7 +83,7 @@ class CoordinatorLink:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
-            self._queue.put(_STOP)
+            self._put(_STOP)
             self._worker.join(timeout=10)
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
@@ -86,6 +112,8 @@ class CoordinatorLink:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         try:
+            # Packet ids of this connection mean nothing on the next: the broker resends what we did not ack.
+            self.acks.reset()
             self.connected.clear()
             self._on_state(False)
             log.warning("disconnected from broker %s (%s); paho reconnects with backoff", self.address, reason_code)
@@ -101,20 +129,56 @@ class CoordinatorLink:
             pass
 
     def _on_message(self, client, userdata, msg) -> None:
+        delivery = None
         try:
-            self._queue.put_nowait((msg.topic, bytes(msg.payload)))
-        except queue.Full:
-            log.error("ingest queue full: dropping a message on %s", msg.topic)
+            delivery = self.acks.arrived(msg.mid) if msg.qos else None
+            topic, payload = msg.topic, msg.payload
+            if self._take is not None:
+                acks.handling(delivery)
+                try:
+                    taken = self._take(topic, payload)
+                finally:
+                    acks.handling(None)
+                if taken:
+                    if delivery is not None and not delivery.deferred:
+                        delivery.complete()
+                    return
+            self._inbox.put((topic, payload, delivery))
         except Exception:  # noqa: BLE001
-            pass
+            log.exception("cannot queue a message on %s", getattr(msg, "topic", "?"))
+            if delivery is not None and not delivery.deferred:
+                delivery.complete()  # dropped: its PUBACK must not hold back every later one (never raises)
+
+    def _put(self, item: tuple) -> None:
+        self._inbox.put(item)
+
+    def _send_ack(self, mid: int) -> None:
+        # From any thread (paho's, the worker, the telemetry reader); paho queues the PUBACK for its network
+        # thread. Never raises: callers include paho callbacks and the worker loop.
+        try:
+            self.client.ack(mid, 1)
+        except Exception:  # noqa: BLE001
+            log.exception("cannot acknowledge message %d; the broker will send it again", mid)
 
     def _work(self) -> None:
+        inbox, handle = self._inbox, self._handle
+        items = inbox.items
         while True:
-            item = self._queue.get()
+            if not items:
+                inbox.wait()
+                continue
+            item = items.popleft()
             if item is _STOP:
                 return
-            topic, payload = item
+            topic, payload, delivery = item
+            acks.handling(delivery)
             try:
-                self._handle(topic, payload)
+                handle(topic, payload)
             except Exception:  # noqa: BLE001
                 log.exception("ingest failed for %s", topic)
+            finally:
+                acks.handling(None)
+            # Handled (or dropped as bad input, which no redelivery would fix): acknowledge, unless a handler
+            # took the acknowledgement over (telemetry: after the commit).
+            if delivery is not None and not delivery.deferred:
+                delivery.complete()

@@ -14,7 +14,6 @@ from coordinator.service.context import ServiceContext
 from coordinator.store.devices import DeviceNotFound
 from coordinator.telemetry.queries import QueryError, TelemetryFilter
 from coordinator.telemetry.service import TelemetryService
-from edgefleet import topics
 from edgefleet.labels import LabelError, parse_selector
 from edgefleet.v1 import admin_pb2
 
@@ -32,9 +31,10 @@ class TelemetryAdmin:
     def setup_area(self) -> None:
         ctx = self.ctx
         self.telemetry_service = TelemetryService(
-            ctx.store, ctx.registry, ctx.metrics, ctx.cfg.telemetry, limiter=ctx.ingest.limiter, clock=ctx.clock
+            ctx.store, ctx.registry, ctx.metrics, ctx.cfg.telemetry, limiter=ctx.ingest.limiter, clock=ctx.clock,
+            process=ctx.cfg.telemetry.ingest_process,
         )
-        ctx.ingest.handlers[topics.TELEMETRY] = self.telemetry_service.handle
+        self.telemetry_service.attach(ctx.ingest)
         ctx.metrics.registry.register(self.telemetry_service.collector)
 
     def start_telemetry(self) -> None:

@@ -45,7 +45,9 @@ class Coordinator:
         self.metrics.registry.register(DeviceStateCollector(self.registry.count_by_state))
         self.broker_auth = make_broker_auth(cfg.broker_auth, cfg.mqtt)
         self.ingest = Ingest(self.registry, self.metrics)
-        self.link = CoordinatorLink(cfg.mqtt, self.ingest.handle, on_state=lambda up: self.metrics.broker_connected.set(1 if up else 0))
+        self.link = CoordinatorLink(
+            cfg.mqtt, self.ingest.handle, take=self.ingest.take, on_state=lambda up: self.metrics.broker_connected.set(1 if up else 0)
+        )
         self.grpc_server: grpc.Server | None = None
         self.grpc_port = 0
         self._metrics_server = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from coordinator.telemetry.dialects import TimeParams
 from coordinator.telemetry.histograms import bounds_key
@@ -23,12 +23,14 @@ NO_POWER = "none"
 @dataclass(slots=True)
 class Report:
     """A validated report waiting for the writer. `layout_keys`: each model's packed histogram bounds as
-    validation saw them (histograms.bounds_key), so the writer need not pack them again; may be empty."""
+    validation saw them (histograms.bounds_key), so the writer need not pack them again; may be empty.
+    `on_stored`: called once the report is committed, or dropped for good (the link's PUBACK)."""
 
     device_id: str
     message_id: str
     telemetry: telemetry_pb2.Telemetry
     layout_keys: list[bytes] = field(default_factory=list)
+    on_stored: Callable[[], None] | None = None
 
 
 def utc(dt: datetime) -> datetime:

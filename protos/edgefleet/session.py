@@ -55,13 +55,16 @@ def make_client(client_id: str, protocol: str, *, username: str = "", password: 
     return client
 
 
-def connect_async(client: mqtt.Client, address: BrokerAddress, *, keepalive: int, session_expiry_s: int) -> None:
-    """Start connecting in the background; paho keeps retrying until it succeeds."""
+def connect_async(client: mqtt.Client, address: BrokerAddress, *, keepalive: int, session_expiry_s: int, receive_maximum: int = 0) -> None:
+    """Start connecting in the background; paho keeps retrying until it succeeds. `receive_maximum` (MQTT 5,
+    0 = not sent): how many QoS 1 messages the broker may send before we acknowledge them."""
     if address.tls:
         client.tls_set()
     if client.protocol == mqtt.MQTTv5:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = session_expiry_s
+        if receive_maximum:
+            props.ReceiveMaximum = receive_maximum
         client.connect_async(address.host, address.port, keepalive=keepalive, clean_start=False, properties=props)
     else:
         client.connect_async(address.host, address.port, keepalive=keepalive)

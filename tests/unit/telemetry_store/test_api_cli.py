@@ -56,7 +56,8 @@ def admin(tmp_path):
     registry = DeviceRegistry(store, clock=clock)
     metrics = CoordinatorMetrics()
     ingest = Ingest(registry, metrics, log_limiter=RateLimitedLog(60, clock.monotonic))
-    cfg = CoordinatorConfig(data_dir=tmp_path / "data")
+    # Telemetry on this process's threads: the test's clock and synchronous writes (no child process in unit tests).
+    cfg = CoordinatorConfig(data_dir=tmp_path / "data", telemetry={"ingest_process": False})
     ctx = ServiceContext(cfg=cfg, store=store, registry=registry, metrics=metrics, link=None, signer=None, broker_auth=None,
                          ingest=ingest, enroll_address=lambda: "", clock=clock)
     svc = Admin(ctx)
