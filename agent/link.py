@@ -3,6 +3,10 @@
 Client id = device id. A retained last will says `offline`; every connect publishes a retained
 `online` and a fresh retained hello; a clean stop publishes a retained `stopped`. paho owns the
 reconnect backoff; callbacks only enqueue or publish and never raise.
+
+Hooks for running a link without its threads (agent.simulate.link): `deliver` takes arriving messages
+instead of the command worker (and calls `handle_message` where it likes), `on_connected` runs after
+every successful connect.
 """
 from __future__ import annotations
 
@@ -35,7 +39,15 @@ class AgentLink:
         protocol: str | None = None,
         keepalive_s: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_connected: Callable[[], None] | None = None,
+        deliver: Callable[[str, bytes], None] | None = None,
     ):
+        """`on_command(envelope)` runs for every message addressed to this device (see handle_message).
+
+        `on_connected()` runs on paho's network thread after each successful connect (subscribed, online
+        and hello published, `connected` set): it must not block. `deliver(topic, payload)` also runs
+        there, for every arriving message, in place of the link's own command worker: it must hand the
+        message on (and have handle_message called on it) without blocking."""
         self.ident = ident
         self.device_id = ident.device_id
         self.protocol = protocol or ident.mqtt.protocol
@@ -44,8 +56,11 @@ class AgentLink:
         self._make_hello = make_hello
         self._on_command = on_command
         self._clock = clock
+        self._on_connected = on_connected
+        self._deliver = deliver or self._enqueue
         self.connected = threading.Event()
         self.connects = 0
+        self.closing = False  # set before our own disconnect: the disconnect that follows is no loss
         self._last_unreachable_log: float | None = None
         self._inbox: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="agent-commands", daemon=True)
@@ -70,6 +85,7 @@ class AgentLink:
                     topics.status(self.device_id), status_payload(self.device_id, device_pb2.DEVICE_STATE_STOPPED, reason), qos=1, retain=True
                 )
                 info.wait_for_publish(timeout=timeout_s)
+            self.closing = True
             self.client.disconnect()
         except Exception as exc:  # noqa: BLE001 - stopping must finish
             log.warning("could not publish stopped status: %s", exc)
@@ -98,10 +114,19 @@ class AgentLink:
             log.info("online at %s (session present: %s)", self.address, getattr(flags, "session_present", "?"))
         except Exception:  # noqa: BLE001
             log.exception("on_connect failed")
+            return
+        if self._on_connected is not None:
+            try:
+                self._on_connected()
+            except Exception:  # noqa: BLE001
+                log.exception("%s: on_connected hook failed", self.device_id)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         try:
             self.connected.clear()
+            if self.closing:
+                log.debug("disconnected from %s (stopping)", self.address)
+                return
             log.warning("disconnected from %s (%s); reconnecting with backoff", self.address, reason_code)
         except Exception:  # noqa: BLE001
             pass
@@ -117,23 +142,30 @@ class AgentLink:
 
     def _on_message(self, client, userdata, msg) -> None:
         try:
-            self._inbox.put_nowait((msg.topic, bytes(msg.payload)))
+            self._deliver(msg.topic, bytes(msg.payload))
         except Exception:  # noqa: BLE001
-            pass
+            log.exception("could not take a message on %s", getattr(msg, "topic", "?"))
+
+    def _enqueue(self, topic: str, payload: bytes) -> None:
+        self._inbox.put_nowait((topic, payload))
 
     def _work(self) -> None:
         while True:
             item = self._inbox.get()
             if item is _STOP:
                 return
-            topic, payload = item
-            try:
-                env = envelope.decode(payload)
-                if env.device_id != self.device_id:
-                    log.warning("ignored a message on %s addressed to %s", topic, env.device_id)
-                    continue
-                self._on_command(env)
-            except envelope.BadPayload as exc:
-                log.warning("ignored a bad payload on %s: %s", topic, exc)
-            except Exception:  # noqa: BLE001
-                log.exception("command handling failed for %s", topic)
+            self.handle_message(*item)
+
+    def handle_message(self, topic: str, payload: bytes) -> None:
+        """Decode one arriving message and run on_command on it when it is addressed to this device.
+        Bad payloads and failing commands are logged; never raises."""
+        try:
+            env = envelope.decode(payload)
+            if env.device_id != self.device_id:
+                log.warning("ignored a message on %s addressed to %s", topic, env.device_id)
+                return
+            self._on_command(env)
+        except envelope.BadPayload as exc:
+            log.warning("ignored a bad payload on %s: %s", topic, exc)
+        except Exception:  # noqa: BLE001
+            log.exception("command handling failed for %s", topic)

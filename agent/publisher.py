@@ -23,6 +23,9 @@ is taken as delivery.)
 
 paho calls `on_publish` on its network thread with its own locks held: it only notes the id and wakes
 the worker; the outbox is written by the worker.
+
+The worker is a thread of the publisher's own (`start()`), or whoever the `on_wake` hook tells: the
+fleet simulator (agent.simulate.publisher) runs `pump()` on a shared thread each time it is woken.
 """
 
 from __future__ import annotations
@@ -60,10 +63,15 @@ class OutboxPublisher:
         window: int = DEFAULT_WINDOW,
         poll_s: float = 0.5,
         clock: Callable[[], float] = time.time,
+        on_wake: Callable[[], None] | None = None,
     ) -> None:
         """`publish(topic, payload, qos)` is paho's client.publish (or a fake); hook `on_publish` to the
         client's on_publish (OutboxPublisher.for_client does both). `connected` is set while the MQTT
-        session is up (AgentLink.connected)."""
+        session is up (AgentLink.connected).
+
+        `on_wake()`, for a caller that runs the rounds itself instead of start(): called whenever there
+        is work for `pump()` (a record stored, an acknowledgement, wake(), stop()), possibly on paho's
+        network thread, so it must only schedule the round, never block or raise."""
         if window < 1:
             raise ValueError(f"window must be at least 1, got {window}")
         self.outbox = outbox
@@ -84,6 +92,7 @@ class OutboxPublisher:
         self._pause_s = UNHEARD_PAUSE_S[0]
         self.unheard = 0                             # records the broker delivered to nobody, since start (resent)
         self._wake = threading.Event()
+        self._on_wake = on_wake
         self._stop = threading.Event()
         self._progress = threading.Event()
         self._thread: threading.Thread | None = None
@@ -101,7 +110,7 @@ class OutboxPublisher:
     def put(self, topic: str, payload: bytes, qos: int = 1) -> int:
         """Store a record durably (it survives a crash from here on) and have it published."""
         record_id = self.outbox.put(topic, payload, qos)
-        self._wake.set()
+        self.wake()
         return record_id
 
     def put_telemetry(self, message: telemetry_pb2.Telemetry) -> int:
@@ -138,22 +147,43 @@ class OutboxPublisher:
                     self._acked.append(record_id)
             if reason_code is not None and getattr(reason_code, "is_failure", False):
                 log.warning("broker refused record %s: %s (deleted: it would be refused again)", record_id, reason_code)
-            self._wake.set()
+            self.wake()
         except Exception:  # noqa: BLE001 - paho's thread must survive
             pass
 
     # -- the worker ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Run the rounds on a thread of the publisher's own (not with an `on_wake` hook: its owner runs them)."""
+        if self._on_wake is not None:
+            raise RuntimeError("this publisher's rounds are run through its on_wake hook: do not start() a thread too")
         self._thread = threading.Thread(target=self._run, name="outbox-publisher", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop publishing; unacknowledged records stay in the outbox for the next start."""
         self._stop.set()
-        self._wake.set()
+        self.wake()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Have a round run soon: the worker thread's, or through the on_wake hook. Never raises."""
+        self._wake.set()
+        if self._on_wake is not None:
+            try:
+                self._on_wake()
+            except Exception:  # noqa: BLE001 - called from paho's thread too
+                log.exception("outbox: the on_wake hook failed")
+
+    def pump(self) -> bool:
+        """One round of the worker: delete what the broker acknowledged, then, while connected and not
+        stopped, hand the next records to paho up to the window. True when a full window went out (more
+        may wait: run again). Exceptions are the caller's: the records stay in the outbox either way."""
+        self._settle()
+        if self._stop.is_set() or not self._connected.is_set():
+            return False
+        return self._send()
 
     def flush(self, timeout: float) -> bool:
         """Wait until the outbox is empty (tests, clean shutdown); False on timeout."""
@@ -175,8 +205,7 @@ class OutboxPublisher:
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                self._settle()
-                if self._connected.is_set() and self._send():
+                if self.pump():
                     continue  # more may be waiting: go round without sleeping
             except Exception:  # noqa: BLE001 - keep draining; the record stays in the outbox
                 log.exception("outbox publishing failed; retrying")

@@ -5,6 +5,7 @@ stream, sharing a handful of threads so that hundreds fit on a small machine.
     scheduler.py   timers, worker pools, per-device strands (serial lanes on a shared pool)
     network.py     one thread driving every device's paho client (paho's external-loop API)
     link.py        AgentLink on the shared network loop;  publisher.py  OutboxPublisher on the strand
+                   (both through the public hooks only: deliver/on_connected/handle_message, on_wake/pump)
     service.py     the served model, telemetry and trial of a simulated device (no sockets, no threads)
     requests.py    the synthetic request stream (golden-set rows or random inputs in range)
     device.py      one device, wired as AgentDaemon wires `edge-agent run`

@@ -82,7 +82,7 @@ class SimulatedDevice:
         options, clock = runtime.options, runtime.clock
         self.link = FleetLink(self.ident, self.hello, on_command=self._on_command, network=runtime.network,
                               strand=self.strand, protocol=options.protocol, keepalive_s=options.keepalive_s,
-                              on_connect_fail=runtime.unreachable, on_connected=self._on_connected, clock=clock)
+                              on_connect_fail=runtime.unreachable, on_connected=self._after_connect, clock=clock)
         self.outbox = Outbox.open(self.state_dir / OUTBOX_FILE)
         try:
             self.publisher = StrandPublisher.for_client(self.outbox, self.link.client, self.link.connected,
@@ -195,7 +195,7 @@ class SimulatedDevice:
         self.service.on_active_changed(path, manifest)
         self._active = active_model_of(manifest) if path is not None else None
 
-    def _on_connected(self) -> None:
+    def _after_connect(self) -> None:
         """Network thread: records waiting in the outbox go out now."""
         self.publisher.wake()
 

@@ -3,7 +3,8 @@
 The same session as `edge-agent run` (client id, credentials, retained will `offline`, `online` and a
 fresh hello on every connect, `stopped` on a clean stop, command decoding), but it owns no thread:
 AgentLink.start() would start two per device (paho's loop_start() and a command worker). Here the
-fleet's NetworkLoop drives the socket and each command runs on the device's strand, in arrival order.
+fleet's NetworkLoop drives the socket and each command runs on the device's strand, in arrival order
+(AgentLink's `deliver` hook posts AgentLink.handle_message there).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from agent.identity import Identity
 from agent.link import AgentLink, status_payload
 from agent.simulate.network import NetworkLoop
 from agent.simulate.scheduler import Strand
-from edgefleet import envelope, session, topics
+from edgefleet import session, topics
 from edgefleet.v1 import device_pb2
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,11 @@ class FleetLink(AgentLink):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`make_hello` and `on_connected` run on the network thread: they must not block (no device locks)."""
-        super().__init__(ident, make_hello, on_command=on_command, protocol=protocol, keepalive_s=keepalive_s, clock=clock)
+        super().__init__(ident, make_hello, on_command=on_command, protocol=protocol, keepalive_s=keepalive_s, clock=clock,
+                         on_connected=on_connected, deliver=self._to_strand)
         self._network = network
         self._strand = strand
         self._connect_failed = on_connect_fail
-        self._after_connect = on_connected
-        self._closing = False
 
     def start(self) -> None:
         log.debug("connecting to %s as %s (MQTT %s, keepalive %ss)", self.address, self.device_id, self.protocol, self.keepalive_s)
@@ -54,7 +54,7 @@ class FleetLink(AgentLink):
 
     def say_stopped(self, reason: str = "agent stopped") -> Any | None:
         """Publish the retained `stopped` when connected; paho's message info to wait on, or None."""
-        self._closing = True
+        self.closing = True
         if not self.connected.is_set():
             return None
         try:
@@ -66,7 +66,7 @@ class FleetLink(AgentLink):
 
     def disconnect(self) -> None:
         """A clean disconnect (the broker drops the will) and no reconnect after it."""
-        self._closing = True
+        self.closing = True
         self._network.close(self.client)
         try:
             self.client.disconnect()
@@ -82,38 +82,6 @@ class FleetLink(AgentLink):
                 log.warning("%s: stopped status not acknowledged: %s", self.device_id, exc)
         self.disconnect()
 
-    # -- paho callbacks (network thread): never raise ------------------------------------------
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        super()._on_connect(client, userdata, flags, reason_code, properties)
-        if self.connected.is_set() and self._after_connect is not None:
-            try:
-                self._after_connect()
-            except Exception:  # noqa: BLE001
-                log.exception("%s: after-connect hook failed", self.device_id)
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self._closing:
-            self.connected.clear()  # our own DISCONNECT: nothing to warn about
-            return
-        super()._on_disconnect(client, userdata, flags, reason_code, properties)
-
-    def _on_message(self, client, userdata, msg) -> None:
-        try:
-            topic, payload = msg.topic, bytes(msg.payload)
-            self._strand.post(lambda: self._dispatch(topic, payload))
-        except Exception:  # noqa: BLE001
-            pass
-
-    def _dispatch(self, topic: str, payload: bytes) -> None:
-        """AgentLink's command worker, for one message, on the device's strand."""
-        try:
-            env = envelope.decode(payload)
-            if env.device_id != self.device_id:
-                log.warning("ignored a message on %s addressed to %s", topic, env.device_id)
-                return
-            self._on_command(env)
-        except envelope.BadPayload as exc:
-            log.warning("ignored a bad payload on %s: %s", topic, exc)
-        except Exception:  # noqa: BLE001
-            log.exception("command handling failed for %s", topic)
+    def _to_strand(self, topic: str, payload: bytes) -> None:
+        """Network thread: the message is handled on the device's strand, after those before it."""
+        self._strand.post(lambda: self.handle_message(topic, payload))

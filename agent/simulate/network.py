@@ -69,10 +69,10 @@ class NetworkLoop:
         self._clock = clock
         self._rng = rng or random.Random()
         self._selector = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._selector.register(self._wake_r, READ, None)
+        self._bell_r, self._bell_w = socket.socketpair()
+        self._bell_r.setblocking(False)
+        self._bell_w.setblocking(False)
+        self._selector.register(self._bell_r, READ, None)
         self._lock = threading.Lock()
         self._conns: dict[int, _Conn] = {}
         self._dirty: set[_Conn] = set()
@@ -126,12 +126,12 @@ class NetworkLoop:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
-        self._wake()
+        self._ring()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
         self._selector.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._bell_r.close()
+        self._bell_w.close()
 
     # -- from any thread ----------------------------------------------------------------------
 
@@ -142,11 +142,11 @@ class NetworkLoop:
             if self._woken:
                 return
             self._woken = True
-        self._wake()
+        self._ring()
 
-    def _wake(self) -> None:
+    def _ring(self) -> None:
         try:
-            self._wake_w.send(b"\0")
+            self._bell_w.send(b"\0")
         except (BlockingIOError, OSError):
             pass  # the pipe is full (a wake-up is pending anyway) or closed at stop
 
@@ -184,7 +184,7 @@ class NetworkLoop:
             for key, mask in events:
                 conn = key.data
                 if conn is None:
-                    self._drain_wake()
+                    self._drain_bell()
                     continue
                 touched.add(conn)
                 if key.fileobj is not conn.client.socket():
@@ -215,9 +215,9 @@ class NetworkLoop:
         except Exception:  # noqa: BLE001 - one client's failure must not stop every device's network
             log.exception("network loop: %s failed", fn.__name__)
 
-    def _drain_wake(self) -> None:
+    def _drain_bell(self) -> None:
         try:
-            while self._wake_r.recv(4096):
+            while self._bell_r.recv(4096):
                 pass
         except (BlockingIOError, OSError):
             pass

@@ -1,10 +1,10 @@
 """OutboxPublisher without a thread of its own, for devices simulated many to a process.
 
 `edge-agent run`'s publisher has a worker thread that wakes on every stored record and acknowledgement,
-and at least every 0.5 s to notice a reconnect. Here the same rounds (delete what the broker
-acknowledged, hand the next records to paho, in outbox order, up to the window) run on the device's
-strand when something happens: a record stored, a PUBACK, a connect, or the device's housekeeping
-seeing records that nothing is carrying. Same outbox, same ordering and acknowledgement rules.
+and at least every 0.5 s to notice a reconnect. Here the same rounds (OutboxPublisher.pump: delete what
+the broker acknowledged, hand the next records to paho, in outbox order, up to the window) run on the
+device's strand when something happens: a record stored, a PUBACK, a connect, or the device's
+housekeeping seeing records that nothing is carrying. Same outbox, same ordering and acknowledgement rules.
 """
 
 from __future__ import annotations
@@ -22,21 +22,13 @@ log = logging.getLogger(__name__)
 
 class StrandPublisher(OutboxPublisher):
     def __init__(self, outbox: Outbox, publish: Publish, connected: Any, device_id: str, *, strand: Strand, **kw: Any) -> None:
-        super().__init__(outbox, publish, connected, device_id, **kw)
-        # put(), put_event(), put_telemetry() and paho's on_publish call self._wake.set() to wake the
-        # worker thread; here that call posts one drain to the strand (bursts coalesce into one).
-        self._wake = Coalesced(strand, self.drain)
+        # Every wake-up (a put, a PUBACK on paho's thread, wake(), stop()) posts one drain to the strand;
+        # bursts coalesce into one.
+        self._drain_soon = Coalesced(strand, self.drain)
+        super().__init__(outbox, publish, connected, device_id, on_wake=self._drain_soon.set, **kw)
 
     def start(self) -> None:
         """Nothing to start: drains run on the strand."""
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """No more publishing; records not acknowledged stay in the outbox for the next start."""
-        self._stop.set()
-
-    def wake(self) -> None:
-        """Drain soon (after a connect; or when records wait and nothing is in flight)."""
-        self._wake.set()
 
     @property
     def idle_with_records(self) -> bool:
@@ -44,13 +36,10 @@ class StrandPublisher(OutboxPublisher):
         return bool(len(self.outbox)) and self.inflight == 0
 
     def drain(self) -> None:
-        """One worker round: delete what was acknowledged, then publish while connected and there is room."""
+        """Worker rounds until nothing more can go out now (acknowledgements wake the next drain)."""
         try:
-            self._settle()
-            if self._stop.is_set():
-                return
-            while self._connected.is_set() and self._send():
-                pass  # a full window went out and more may wait: acknowledgements wake the next drain too
+            while self.pump():
+                pass  # a full window went out and more may wait
         except sqlite3.ProgrammingError:
             log.debug("%s: outbox closed; drain skipped", self.device_id)
         except Exception:  # noqa: BLE001 - the records stay in the outbox; the next wake-up retries

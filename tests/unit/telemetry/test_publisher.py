@@ -191,6 +191,56 @@ def test_records_nobody_subscribed_to_are_kept_and_sent_again(outbox: Outbox, mo
         publisher.stop()
 
 
+def test_pump_runs_one_round_for_a_caller_woken_through_on_wake(outbox: Outbox) -> None:
+    """Without a thread (agent.simulate): every put and acknowledgement calls on_wake; pump() does the
+    worker's round: settle, then send up to the window while connected and not stopped."""
+    ref: list = []
+    client = FakeClient(ref)
+    connected = threading.Event()
+    wakes: list[int] = []
+    publisher = OutboxPublisher(outbox, client.publish, connected, DEVICE, window=3, on_wake=lambda: wakes.append(1))
+    ref.append(publisher)
+    with pytest.raises(RuntimeError, match="on_wake"):
+        publisher.start()
+    for i in range(4):
+        publisher.put("t/x", bytes([i]))
+    assert len(wakes) == 4
+    assert publisher.pump() is False and client.sent == []  # not connected: nothing goes out
+    connected.set()
+    assert publisher.pump() is True  # a full window went out: more may wait
+    assert [payload for _, _, payload in client.sent] == [b"\x00", b"\x01", b"\x02"]
+    assert publisher.pump() is False  # the window is full
+    client.ack(1)
+    assert len(wakes) == 5
+    assert len(outbox) == 4  # the worker deletes, not paho's callback
+    assert publisher.pump() is True  # the one free slot taken by the last record
+    assert publisher.pump() is False  # full again
+    assert len(outbox) == 3 and publisher.published == 1
+    assert [payload for _, _, payload in client.sent][-1] == b"\x03"
+    client.ack(2)
+    publisher.stop()
+    assert len(wakes) >= 7  # the ack and stop() both asked for a round
+    publisher.put("t/x", b"late")
+    assert publisher.pump() is False
+    assert len(client.sent) == 4  # stopped: nothing more is sent ...
+    assert publisher.published == 2  # ... but what was acknowledged is still deleted
+    assert len(outbox) == 3
+
+
+def test_a_failing_on_wake_hook_does_not_escape(outbox: Outbox) -> None:
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    connected = threading.Event()
+    connected.set()
+    publisher = OutboxPublisher(outbox, lambda *a: Info(1), connected, DEVICE, on_wake=broken)
+    publisher.put("t/x", b"a")  # stored although the hook failed
+    publisher.on_publish(None, None, 7, None, None)  # paho's thread: never raises
+    assert len(outbox) == 1
+    publisher.pump()
+    assert len(outbox) == 1 and publisher.inflight == 1
+
+
 def test_telemetry_carries_the_dropped_count_once(tmp_path: Path) -> None:
     box = Outbox.open(tmp_path / "small.db", max_records=3)
     connected = threading.Event()  # never connected: everything stays in the outbox
