@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,12 +160,17 @@ class SlotStore:
                 entry.unlink(missing_ok=True)
         fsync_dir(directory)
 
-    def place(self, slot: str, src: Path, name: str) -> Path:
-        """Move a verified file into a slot that is not active."""
+    def place(self, slot: str, src: Path, name: str, *, sync: bool = True) -> Path:
+        """Move a verified file (its data already fsynced) into a slot that is not active. sync=False leaves
+        the directory fsyncs to the caller: seal() fsyncs the slot's, the caller the source's (one each
+        for several files instead of two per file)."""
         if slot == self._pointer.active:
             raise SlotError(f"refusing to write into {slot}: it is the active slot")
         target = self.path(slot) / name
-        replace_durably(Path(src), target)
+        if sync:
+            replace_durably(Path(src), target)
+        else:
+            os.replace(src, target)
         return target
 
     def seal(self, slot: str, signed: manifest_pb2.SignedManifest) -> None:

@@ -4,7 +4,9 @@ The agent asks for chunks with `BlobRequest{sha256, offsets, chunk_size}` on ...
 coordinator answers each offset with a `BlobChunk` on .../blob. The `Fetcher` keeps at most `window`
 chunks outstanding across all downloads, asks again for a chunk not received within `timeout_s`
 (on an injectable clock), and drops a chunk that does not fit (wrong digest, offset or length) so it
-is asked for again.
+is asked for again. As chunks arrive it asks for more once `refill` slots of the window are free
+(half the window by default): one request per few chunks instead of one per chunk, for both sides
+and the broker, while the other half of the window keeps the pipe full.
 
 A `BlobDownload` writes chunks straight into `<sha256>.part` at their offsets and appends each offset
 to `<sha256>.have` (8 bytes per chunk). After a disconnect or an agent restart it reopens both and
@@ -132,8 +134,9 @@ class BlobDownload:
         return h.hexdigest()
 
     def sync(self) -> None:
+        """The data on disk before the install goes on. Not the journal: a complete download is hashed
+        next and its journal deleted; a crash before that hashes the .part file again anyway."""
         os.fsync(self._part)
-        os.fsync(self._journal)
 
     def reset(self) -> None:
         """Discard everything received (the digest did not match) and start over."""
@@ -179,14 +182,19 @@ class Fetcher:
         clock: Callable[[], float],
         window: int = 8,
         timeout_s: float = 10.0,
+        refill: int | None = None,
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be at least 1, got {window}")
+        refill = max(1, window // 2) if refill is None else refill
+        if not 1 <= refill <= window:
+            raise ValueError(f"refill must be between 1 and the window ({window}), got {refill}")
         if timeout_s <= 0:
             raise ValueError(f"chunk timeout must be above 0, got {timeout_s}")
         self._send = send
         self._clock = clock
         self.window = window
+        self.refill = refill
         self.timeout_s = timeout_s
         self._downloads: dict[str, BlobDownload] = {}
         self._outstanding: dict[tuple[str, int], float] = {}   # (sha256, offset) -> when asked
@@ -244,6 +252,11 @@ class Fetcher:
             self._send(request)
         return asked
 
+    def _refill(self) -> None:
+        """After a chunk: ask for more once `refill` slots are free (or nothing is outstanding)."""
+        if not self._outstanding or self.window - len(self._outstanding) >= self.refill:
+            self.pump()
+
     def expire(self) -> int:
         """Ask again for chunks outstanding longer than the timeout; returns how many."""
         now = self._clock()
@@ -283,11 +296,11 @@ class Fetcher:
             if key in self._outstanding:  # ask again now rather than after the timeout
                 del self._outstanding[key]
                 self.rerequested += 1
-            self.pump()
+            self._refill()
             return ChunkOutcome("dropped", download, reason)
         self._outstanding.pop(key, None)
         stored = download.write(chunk.offset, chunk.data)
         if not stored:
             self.duplicates += 1
-        self.pump()
+        self._refill()
         return ChunkOutcome("stored" if stored else "duplicate", download)

@@ -16,14 +16,18 @@ Agents (--mode):
            with SHA-256, A/B slots, LiteRT load and acceptance test on the golden set, atomic activation):
            the install path of `edge-agent run` without its inference service; 50 processes of the whole
            daemon are heavy for one small machine.
-  wire     the same processes, agents reduced to the wire: fetch the blobs (8 chunks outstanding), check
-           SHA-256, report. No disk, no LiteRT: the coordinator's side of a rollout alone.
+  wire     the same processes, agents reduced to the wire: fetch the blobs (8 chunks outstanding, asked
+           for 4 at a time as the Deployer does), check SHA-256, report. No disk, no LiteRT: the
+           coordinator's side of a rollout alone.
   daemon   one `edge-agent run` process per agent: the whole agent (also its inference service, which
            loads each model it serves and scores the golden set again, telemetry, the trial supervisor).
 
 On one machine the agents' own work (hashing, fsyncs, loading and testing the model, 50 times over)
-competes for the same cores as the transfer; the CPU seconds of the coordinator and of the agent
-processes are printed beside the rollout time to show where it went.
+competes for the same cores as the transfer; the CPU seconds of each side (coordinator, agents, broker;
+for the baseline: publisher, receivers, broker) and the load average are printed beside each time to
+show where it went, and each agent host process writes its CPU seconds by kind of thread (paho loop,
+link worker, deployer) to its log (--keep keeps the logs). The engine and the Deployer run with their
+default tick intervals: the engine wakes by itself when a device finishes.
 
 Measured in the same run:
   baseline   plain paho: one publisher sends every receiver the same bytes a device fetches (the model and
@@ -142,7 +146,7 @@ def host_agents(dirs: list[Path]) -> None:
             link.publish(topics.event(device_id), envelope.encode(device_id, event=event), qos=1)
 
         dep = Deployer(state_dir, ident, lambda t, p, q, link=link: link.publish(t, p, qos=q), emit, hardware=lambda hw=hw: hw,
-                       connection_count=lambda link=link: link.connects, tick_interval_s=0.1, chunk_timeout_s=5, acceptance_runs=5)
+                       connection_count=lambda link=link: link.connects, chunk_timeout_s=5, acceptance_runs=5)
         holder["deployer"] = dep
         dep.resume()
         link.start()
@@ -152,9 +156,27 @@ def host_agents(dirs: list[Path]) -> None:
     sys.stdout.write(f"ready {len(running)}\n")
     sys.stdout.flush()
     sys.stdin.read()  # until the bench closes our stdin
+    log_thread_cpu()
     for link, dep in running:
         dep.close()
         link.stop()
+
+
+def log_thread_cpu() -> None:
+    """This process's CPU seconds by kind of thread (paho network loop, link worker, deployer...), to its log."""
+    import collections
+    import re
+
+    tick = os.sysconf("SC_CLK_TCK")
+    by_kind: collections.Counter = collections.Counter()
+    for t in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        by_kind[re.sub(r"[-_ ]?\(?[0-9a-f-]{6,}.*|[-_]\d+$", "", t.name)] += (int(fields[11]) + int(fields[12])) / tick
+    total = time.process_time()
+    sys.stderr.write(f"thread CPU (s), process total {total:.2f}: " + ", ".join(f"{k} {v:.2f}" for k, v in by_kind.most_common()) + "\n")
 
 
 def host_wire_agents(dirs: list[Path]) -> None:
@@ -190,6 +212,9 @@ def host_wire_agents(dirs: list[Path]) -> None:
 
         def ask(c=c, did=did, st=st):
             m = st["m"]
+            outstanding = sum(len(x["asked"]) for x in st["blobs"].values())
+            if outstanding and 8 - outstanding < 4:
+                return  # as agent.transfer.Fetcher: ask again once half the window is free
             for sha, b in st["blobs"].items():
                 want = [o for o in range(0, b["size"], m.chunk_size) if o not in b["have"] and o not in b["asked"]]
                 room = 8 - sum(len(x["asked"]) for x in st["blobs"].values())
@@ -334,12 +359,24 @@ def chunks_of(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def baseline(url: str, names: list[str], blobs: list[bytes], chunk: int, procs: int, log_dir: Path) -> float:
-    """Seconds to push every receiver all the blobs' bytes, chunked, QoS 1, one publisher."""
+def cpu_seconds(procs) -> float:
+    total = 0.0
+    for p in procs:
+        t = p.cpu_times()
+        total += t.user + t.system
+    return total
+
+
+def baseline(url: str, names: list[str], blobs: list[bytes], chunk: int, procs: int, log_dir: Path, broker_proc) -> tuple[float, dict]:
+    """Seconds to push every receiver all the blobs' bytes, chunked, QoS 1, one publisher; and the CPU
+    seconds each side spent meanwhile (publisher, receivers, broker)."""
+    import psutil
+
     from edgefleet import session
 
     groups = [names[i::procs] for i in range(procs)]
     hosts = Hosts([[sys.executable, __file__, "--host-receivers", url, *g] for g in groups if g], log_dir, "receivers")
+    receivers = [psutil.Process(p.pid) for p in hosts.procs]
     try:
         pub = session.make_client("bench-publisher", "5")
         done: set[str] = set()
@@ -361,6 +398,7 @@ def baseline(url: str, names: list[str], blobs: list[bytes], chunk: int, procs: 
         assert connected.wait(30), "the baseline publisher did not connect"
         pieces = [c for b in blobs for c in chunks_of(b, chunk)]
         total = sum(len(b) for b in blobs)
+        cpu0 = (time.process_time(), cpu_seconds(receivers), cpu_seconds([broker_proc]))
         start = time.perf_counter()
         for name in names:
             pub.publish(f"bench/recv/{name}/size", str(total).encode(), qos=1)
@@ -370,9 +408,10 @@ def baseline(url: str, names: list[str], blobs: list[bytes], chunk: int, procs: 
         if not all_done.wait(600):
             raise SystemExit(f"baseline: only {len(done)} of {len(names)} receivers got everything")
         elapsed = time.perf_counter() - start
+        cpu = {"publisher": time.process_time() - cpu0[0], "receivers": cpu_seconds(receivers) - cpu0[1], "broker": cpu_seconds([broker_proc]) - cpu0[2]}
         pub.disconnect()
         pub.loop_stop()
-        return elapsed
+        return elapsed, cpu
     finally:
         hosts.stop()
 
@@ -446,7 +485,6 @@ def main() -> None:
     broker = MosquittoProcess(BROKER_CONF, work / "broker").start()
     url = f"mqtt://{broker.host}:{broker.port}"
     coordinator = CoordinatorProcess(work / "coordinator", url, extra_env={
-        "EDGEFLEET_ROLLOUTS__TICK_INTERVAL_S": "0.1",
         "EDGEFLEET_ROLLOUTS__TRIAL_SECONDS": "0",
         "EDGEFLEET_ROLLOUTS__DEVICE_TIMEOUT_S": "120",
         "EDGEFLEET_ROLLOUTS__CHUNK_SIZE": str(chunk),
@@ -498,15 +536,19 @@ def main() -> None:
         coord_proc = psutil.Process(coordinator.process.proc.pid)
         host_procs = [psutil.Process(p.pid) for p in (hosts.procs if hosts else daemons)]
 
-        def cpu() -> tuple[float, float]:
-            ct = coord_proc.cpu_times()
-            return ct.user + ct.system, sum(h.cpu_times().user + h.cpu_times().system for h in host_procs)
+        broker_proc = psutil.Process(broker._proc.pid)
+
+        def cpu() -> tuple[float, float, float]:
+            return cpu_seconds([coord_proc]), cpu_seconds(host_procs), cpu_seconds([broker_proc])
 
         bases = []
 
         def run_baseline() -> None:
-            bases.append(baseline(url, names, [model_bytes, golden], chunk, args.procs, logs))
-            print(f"baseline {len(bases)} (plain paho, the same bytes to {args.agents} receivers): {bases[-1]:.2f} s", flush=True)
+            seconds, used = baseline(url, names, [model_bytes, golden], chunk, args.procs, logs, broker_proc)
+            bases.append(seconds)
+            print(f"baseline {len(bases)} (plain paho, the same bytes to {args.agents} receivers): {seconds:.2f} s "
+                  f"(CPU: publisher {used['publisher']:.1f} s, receivers {used['receivers']:.1f} s, broker {used['broker']:.1f} s; "
+                  f"load {os.getloadavg()[0]:.1f})", flush=True)
 
         # Baselines between the measured phases, so that load from anything else on the machine hits both alike.
         run_baseline()
@@ -521,7 +563,8 @@ def main() -> None:
             raise SystemExit(f"rollout of v1 ended {final.state}: {dict(final.counts)} {final.reason}")
         cpu1 = cpu()
         print(f"rollout of v1 until all {args.agents} committed: {rollout_s:.2f} s "
-              f"(CreateRollout {created_s:.2f} s; CPU: coordinator {cpu1[0] - cpu0[0]:.1f} s, agents {cpu1[1] - cpu0[1]:.1f} s)", flush=True)
+              f"(CreateRollout {created_s:.2f} s; CPU: coordinator {cpu1[0] - cpu0[0]:.1f} s, agents {cpu1[1] - cpu0[1]:.1f} s, "
+              f"broker {cpu1[2] - cpu0[2]:.1f} s; load {os.getloadavg()[0]:.1f})", flush=True)
         run_baseline()
 
         r2 = admin.CreateRollout(admin_pb2.RolloutSpec(ref=refs["v2"], selector="bench=1", canary_count=canary, waves=1, trial_seconds=3600), timeout=120)

@@ -63,6 +63,13 @@ def run_acceptance(
         figures: dict[str, float] = {"load_ms": model.load_ms}
         acc = manifest.acceptance
         failures: list[str] = []
+        # Timed before scoring: scoring resizes a dynamic-batch input to the whole golden set, and the
+        # budget is for one inference (timing the batch also cost ~100 ms per install here).
+        bench = model.benchmark(runs=runs, warmup=warmup)
+        figures["p50_ms"] = bench["p50_ms"] * latency_factor
+        figures["p95_ms"] = bench["p95_ms"] * latency_factor
+        if latency_factor != 1.0:
+            figures["latency_factor"] = latency_factor
         if golden_path is not None:
             try:
                 x, y = read_golden(golden_path)
@@ -75,11 +82,6 @@ def run_acceptance(
                 failures.append(f"metric {metric:.4f} below the floor {acc.min_metric:.4f} on {len(y)} golden samples")
             if acc.max_metric and metric > acc.max_metric:
                 failures.append(f"metric {metric:.4f} above the ceiling {acc.max_metric:.4f} on {len(y)} golden samples")
-        bench = model.benchmark(runs=runs, warmup=warmup)
-        figures["p50_ms"] = bench["p50_ms"] * latency_factor
-        figures["p95_ms"] = bench["p95_ms"] * latency_factor
-        if latency_factor != 1.0:
-            figures["latency_factor"] = latency_factor
         if acc.max_p95_ms and figures["p95_ms"] > acc.max_p95_ms:
             failures.append(f"p95 latency {figures['p95_ms']:.3f} ms above the budget {acc.max_p95_ms:.3f} ms")
         if failures:

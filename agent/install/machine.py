@@ -38,6 +38,7 @@ from agent.identity import Identity
 from agent.install import ledger as L
 from agent.install.acceptance import run_acceptance
 from agent.install.crash import CrashPoints
+from agent.install.durable import fsync_dir
 from agent.install.ledger import Job, Ledger, Outcome
 from agent.install.profiling import Profiler
 from agent.install.report import active_model_of, blob_total, progress, rejected
@@ -114,6 +115,9 @@ class Installer:
         self._quarter = 0                      # download progress reported in quarters
         self._trial_started: float | None = None
         self._trial_inferences = 0
+        # (slot, model sha256) this process hashed and sealed moments ago: STAGED need not hash it again.
+        # Not persisted: after a restart the slot's files are hashed again before they are used.
+        self._sealed: tuple[str, str] | None = None
 
     def _recover_ledger(self) -> None:
         """A damaged ledger: the sequence floor comes back from the manifests the slots hold (no
@@ -420,9 +424,12 @@ class Installer:
                 download.detach_part()
             else:
                 (self.blob_dir / (sha + ".have")).unlink(missing_ok=True)
-            self.slots.place(job.slot, part, names[sha])
+            self.slots.place(job.slot, part, names[sha], sync=False)
+        if sources:
+            fsync_dir(self.blob_dir)
         self._downloads = {}
-        self.slots.seal(job.slot, job.signed_manifest)
+        self.slots.seal(job.slot, job.signed_manifest)  # fsyncs the slot directory: the moves above are durable
+        self._sealed = (job.slot, m.sha256)
         self._enter(job, L.STAGED)
 
     def _refetch(self, job: Job, bad: list[str], incomplete: tuple[str, ...] | list[str] = ()) -> None:
@@ -456,9 +463,10 @@ class Installer:
     def _accept_and_activate(self, job: Job) -> None:
         m = job.manifest
         content = self.slots.content(job.slot)
+        just_sealed, self._sealed = self._sealed == (job.slot, m.sha256), None
         intact = (content is not None and content.manifest.sha256 == m.sha256
-                  and _file_sha256(content.model_path) == m.sha256
-                  and (content.golden_path is None or _file_sha256(content.golden_path) == m.golden.sha256))
+                  and (just_sealed or (_file_sha256(content.model_path) == m.sha256
+                                       and (content.golden_path is None or _file_sha256(content.golden_path) == m.golden.sha256))))
         if not intact:
             self._refetch(job, [sha for sha, _ in self._blobs(m)])
             return

@@ -42,6 +42,7 @@ from edgefleet.v1 import commands_pb2, events_pb2, manifest_pb2
 log = logging.getLogger(__name__)
 MAX_STEPS_PER_TICK = 8
 MIN_TICK_GAP_S = 0.05
+DEPLOY_BATCH = 100  # deploys issued and stored per transaction
 
 
 def _later(*times: datetime | None) -> datetime | None:
@@ -71,6 +72,7 @@ class RolloutEngine:
         publish: Callable[..., object],
         *,
         floor: Callable[[str], int | None],
+        floors: Callable[[list[str]], dict[str, int | None]] | None = None,
         observe: Observe = no_telemetry,
         metric_name: Callable[[RolloutRow], str] = lambda r: "metric",
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
@@ -80,12 +82,14 @@ class RolloutEngine:
         on_change: Callable[[str], None] | None = None,
     ):
         """`publish(topic, payload, qos=1)`: CoordinatorLink.publish. `floor(device_id)`: the highest manifest
-        sequence the device reported (registry), None when the device was removed."""
+        sequence the device reported (registry), None when the device was removed; `floors(ids)`: the same for
+        many devices in one query (default: floor() for each)."""
         self.repo = repo
         self.specs = specs
         self.issuer = issuer
         self.publish = publish
         self.floor = floor
+        self.floors = floors or (lambda ids: {i: floor(i) for i in ids})
         self.observe = observe
         self.metric_name = metric_name
         self.clock = clock
@@ -367,32 +371,61 @@ class RolloutEngine:
         if rate > 0:
             burst = max(1, math.ceil(rate / 6))  # at most a sixth of the minute's devices in any 10 s
             budget = min(budget, rate - self.repo.sent_since(r.id, now - timedelta(seconds=60)), burst - self.repo.sent_since(r.id, now - timedelta(seconds=10)))
+        chosen = sorted(pending, key=lambda d: d.position)[: max(0, budget)]
         changed = False
-        for d in sorted(pending, key=lambda d: d.position)[: max(0, budget)]:
-            changed |= self._send_deploy(r, d, now)
+        for i in range(0, len(chosen), DEPLOY_BATCH):  # a huge wave: the first devices need not wait for the last
+            changed |= self._send_deploys(r, chosen[i : i + DEPLOY_BATCH], now)
         return changed
 
-    def _send_deploy(self, r: RolloutRow, d: RolloutDeviceRow, now: datetime) -> bool:
-        floor = self.floor(d.device_id)
-        if floor is None:
-            return self.repo.set_device(r.id, d.device_id, expect=(S.PENDING,), state=S.SKIPPED, finished_at=now, detail="removed from the registry before its wave")
+    def _send_deploys(self, r: RolloutRow, devices: list[RolloutDeviceRow], now: datetime) -> bool:
+        """Issue, store, then publish the deploys of several devices: one transaction for the manifests and
+        one for the rows (a wave of 50 cost 100 commits, and the last device waited for all of them)."""
+        changed = False
+        todo: list[tuple[RolloutDeviceRow, object, int]] = []
+        floors = self.floors([d.device_id for d in devices])
+        for d in devices:
+            floor = floors.get(d.device_id)
+            if floor is None:
+                changed |= self.repo.set_device(r.id, d.device_id, expect=(S.PENDING,), state=S.SKIPPED, finished_at=now, detail="removed from the registry before its wave")
+                continue
+            try:
+                todo.append((d, self.specs.spec(r, d.variant_id), floor))
+            except Exception as exc:  # noqa: BLE001 - a manifest that cannot be made fails this device, not the engine
+                changed |= self._cannot_issue(r, d, now, exc)
+        if not todo:
+            return changed
         try:
-            spec = self.specs.spec(r, d.variant_id)
-            signed = self.issuer.issue(d.device_id, spec, rollout_id=r.id, floor=floor)
-        except Exception as exc:  # noqa: BLE001 - a manifest that cannot be made fails this device, not the engine
-            log.exception("rollout %s: cannot issue a manifest for %s", r.id, d.device_name or d.device_id)
-            return self.repo.set_device(r.id, d.device_id, expect=(S.PENDING,), state=S.FAILED, finished_at=now, detail=f"no manifest could be issued: {exc}")
-        cmd = deploy_command(signed)
-        sequence = manifest_pb2.ModelManifest.FromString(signed.manifest).sequence
-        stored = self.repo.set_device(
-            r.id, d.device_id, expect=(S.PENDING,), state=S.SENT, sequence=sequence, command_id=cmd.command_id,
-            command=cmd.SerializeToString(), sent_at=now, bytes_total=spec.size_bytes + (spec.golden.size_bytes if spec.golden else 0),
-        )
+            signed_all = self.issuer.issue_each([(d.device_id, spec, floor) for d, spec, floor in todo], rollout_id=r.id)
+        except Exception:  # noqa: BLE001 - one bad device must not hold back the wave: issue one by one
+            signed_all = []
+            for d, spec, floor in todo:
+                try:
+                    signed_all.append(self.issuer.issue(d.device_id, spec, rollout_id=r.id, floor=floor))
+                except Exception as exc:  # noqa: BLE001
+                    changed |= self._cannot_issue(r, d, now, exc)
+                    signed_all.append(None)
+        cmds, rows = {}, []
+        for (d, spec, _), signed in zip(todo, signed_all):
+            if signed is None:
+                continue
+            cmd = deploy_command(signed)
+            cmds[d.device_id] = cmd
+            rows.append((d.device_id, dict(
+                state=S.SENT, sequence=manifest_pb2.ModelManifest.FromString(signed.manifest).sequence, command_id=cmd.command_id,
+                command=cmd.SerializeToString(), sent_at=now, bytes_total=spec.size_bytes + (spec.golden.size_bytes if spec.golden else 0),
+            )))
+        stored = self.repo.set_devices(r.id, rows, expect=(S.PENDING,))
+        # Stored first: a crash after this line re-publishes these bytes on restart; before it, nothing went out.
+        for device_id, _ in rows:
+            if device_id in stored:
+                send_command(self.publish, device_id, cmds[device_id])
         if stored:
-            # Stored first: a crash after this line re-publishes these bytes on restart; before it, nothing went out.
-            send_command(self.publish, d.device_id, cmd)
             self.on_change(r.id)
-        return stored
+        return changed or bool(stored)
+
+    def _cannot_issue(self, r: RolloutRow, d: RolloutDeviceRow, now: datetime, exc: Exception) -> bool:
+        log.error("rollout %s: cannot issue a manifest for %s: %s", r.id, d.device_name or d.device_id, exc)
+        return self.repo.set_device(r.id, d.device_id, expect=(S.PENDING,), state=S.FAILED, finished_at=now, detail=f"no manifest could be issued: {exc}")
 
     def _finish(self, rollout_id: str) -> None:
         self.repo.release_claims(rollout_id)

@@ -182,6 +182,16 @@ class RolloutRepository:
             rows = s.execute(select(DeviceRow.id, DeviceRow.state_changed_at).where(DeviceRow.id.in_(ids), DeviceRow.state == "online")).all()
         return {d: utc(at) for d, at in rows if at is not None}
 
+    def manifest_floors(self, device_ids: Iterable[str]) -> dict[str, int | None]:
+        """{device_id: the highest manifest sequence it reported}, None for a device not in the registry."""
+        ids = list(device_ids)
+        found: dict[str, int | None] = dict.fromkeys(ids)
+        if ids:
+            with self.store.session() as s:
+                for device_id, seq in s.execute(select(DeviceRow.id, DeviceRow.manifest_sequence).where(DeviceRow.id.in_(ids))):
+                    found[device_id] = int(seq or 0)
+        return found
+
     def history(self, device_id: str, limit: int = 100) -> list[ModelHistoryRow]:
         with self.store.session() as s:
             q = select(ModelHistoryRow).where(ModelHistoryRow.device_id == device_id).order_by(ModelHistoryRow.id.desc()).limit(limit)
@@ -221,6 +231,22 @@ class RolloutRepository:
                 return False
             self._bump(s, rollout_id, now)
             return True
+
+    def set_devices(self, rollout_id: str, changes: Sequence[tuple[str, dict]], *, expect: Sequence[str]) -> set[str]:
+        """set_device(expect=...) for many devices in one transaction (one commit, one revision bump);
+        returns the ids of the devices whose row was in an expected state and changed."""
+        now = self.clock()
+        t = RolloutDeviceRow
+        done: set[str] = set()
+        with self.store.session() as s:
+            for device_id, values in changes:
+                res = s.execute(update(t).where(t.rollout_id == rollout_id, t.device_id == device_id, t.state.in_(list(expect)))
+                                .values(revision=t.revision + 1, updated_at=now, **values))
+                if res.rowcount == 1:
+                    done.add(device_id)
+            if done:
+                self._bump(s, rollout_id, now)
+        return done
 
     def begin_abort(self, rollout_id: str, reason: str, at: datetime) -> bool:
         """running | paused | pending -> aborting, in one transaction: devices not sent yet are skipped, and

@@ -84,7 +84,7 @@ class RolloutService:
         self._stopped = threading.Event()
         self._metric_names: dict[tuple[str, str], str] = {}
         self.engine = RolloutEngine(
-            self.repo, self.specs, self.issuer, publish, floor=self._floor, observe=observe, metric_name=self._metric_name,
+            self.repo, self.specs, self.issuer, publish, floor=self._floor, floors=self.repo.manifest_floors, observe=observe, metric_name=self._metric_name,
             clock=clock, owner=owner, lease_s=cfg.lease_s, tick_interval_s=cfg.tick_interval_s,
             on_change=lambda rollout_id: self._changed(rollout_id, False),
         )

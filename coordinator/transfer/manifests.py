@@ -138,6 +138,23 @@ class ManifestIssuer:
         # Sign after commit: a signature for a sequence the store never recorded must not exist.
         return [self.sign_manifest(m) for m in built]
 
+    def issue_each(self, requests: Sequence[tuple[str, ManifestSpec, int]], *, rollout_id: str = "") -> list[manifest_pb2.SignedManifest]:
+        """One manifest per (device_id, spec, floor), all in one transaction (a rollout's wave: one commit
+        instead of one per device)."""
+        for device_id, spec, _ in requests:
+            if not topics.valid_device_id(device_id):
+                raise ManifestError(f"invalid device id {device_id!r}")
+            spec.check()
+        now = self.clock()
+        built = []
+        with self.store.session() as s:
+            for device_id, spec, floor in requests:
+                seq = next_sequence(s, device_id, floor=floor)
+                for sha in spec.blobs():
+                    grant(s, device_id, sha, sequence=seq, at=now)
+                built.append(build_manifest(spec, device_id, seq, rollout_id=rollout_id, issued_at=now))
+        return [self.sign_manifest(m) for m in built]
+
     def sign_manifest(self, manifest: manifest_pb2.ModelManifest) -> manifest_pb2.SignedManifest:
         data = manifest.SerializeToString(deterministic=True)
         return manifest_pb2.SignedManifest(manifest=data, signature=self.signer.sign(data), key_id=self.signer.key_id)

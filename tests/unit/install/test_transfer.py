@@ -135,3 +135,25 @@ def test_two_downloads_share_one_window(tmp_path):
 def test_window_must_be_positive(window):
     with pytest.raises(ValueError, match="window must be at least 1"):
         Fetcher(lambda r: None, clock=FakeClock(), window=window)
+
+
+def test_chunks_are_asked_for_in_batches_of_refill(tmp_path):
+    sent = []
+    download = BlobDownload(tmp_path, SHA, len(DATA), CHUNK)
+    fetcher = Fetcher(sent.append, clock=FakeClock(), window=8)  # refill: half the window
+    fetcher.add(download)
+    assert fetcher.pump() == 8 and len(sent) == 1
+    for offset in (0, 1000, 2000):
+        fetcher.on_chunk(chunk(offset))
+    assert len(sent) == 1 and fetcher.outstanding == 5  # three slots free: not yet
+    fetcher.on_chunk(chunk(3000))
+    assert len(sent) == 2 and offsets(sent)[8:] == [8000, 9000]  # four free, two chunks left: both in one request
+    for offset in range(4000, 10000, 1000):
+        fetcher.on_chunk(chunk(offset))
+    assert download.complete and len(sent) == 2
+
+
+@pytest.mark.parametrize("refill", [0, 9])
+def test_refill_must_fit_the_window(refill):
+    with pytest.raises(ValueError, match="refill must be between 1 and the window"):
+        Fetcher(lambda r: None, clock=FakeClock(), window=8, refill=refill)

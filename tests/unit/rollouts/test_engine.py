@@ -432,3 +432,33 @@ def test_a_device_on_a_long_trial_is_not_timed_out_before_the_trial_could_end(st
     w.service.engine.tick()
     row = w.service.repo.get(r.id).by_id()[w.ids["cam-00"]]
     assert row.state == "timed_out" and "no word from the device for 600 s (last: trial)" in row.detail
+
+
+def test_a_wave_is_issued_and_stored_in_a_few_transactions_then_published(store, tmp_path):
+    from sqlalchemy import event
+
+    w = World(store, tmp_path, cams(30))
+    r = w.service.create(spec(w, canary_count=30, waves=1))
+    commits = []
+
+    def count(conn) -> None:
+        commits.append(1)
+
+    event.listen(store.engine, "commit", count)
+    try:
+        w.service.engine.tick()
+    finally:
+        event.remove(store.engine, "commit", count)
+    deploys = w.deploys()
+    assert len(deploys) == 30
+    # A commit per device (manifest, then row) was 60 for this wave; now the wave's manifests and rows
+    # are one transaction each, whatever the wave's size (the rest is the tick's own bookkeeping).
+    assert len(commits) < 15, f"{len(commits)} commits for a wave of 30"
+    # Stored before published, each with the command that went out and its own sequence.
+    rows = w.service.repo.get(r.id).by_id()
+    for device_id, cmd in w.published:
+        row = rows[device_id]
+        m = verify_manifest(cmd.deploy.manifest, w.signer.public_raw, device_id=device_id)
+        assert row.state == "sent" and row.command_id == cmd.command_id and row.sequence == m.sequence and m.rollout_id == r.id
+    w.run(finished(w, r.id))
+    assert dict(w.rollout(r.id).counts) == {"committed": 30}
