@@ -57,6 +57,7 @@ class CoordinatorLink:
         self._inbox = Handoff()
         self.acks = acks.AckOrder(self._send_ack)
         self.connected = threading.Event()
+        self.closing = False  # set by stop(): the disconnect that follows is expected
         self._worker = threading.Thread(target=self._work, name="coordinator-ingest", daemon=True)
         self.client = session.make_client(self.client_id, cfg.protocol, username=cfg.username, password=cfg.password)
         self.client.manual_ack_set(True)
@@ -79,6 +80,7 @@ class CoordinatorLink:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self.closing = True  # the disconnect that follows is ours: no warning for it
         try:
             self.client.disconnect()
         finally:
@@ -116,7 +118,10 @@ class CoordinatorLink:
             self.acks.reset()
             self.connected.clear()
             self._on_state(False)
-            log.warning("disconnected from broker %s (%s); paho reconnects with backoff", self.address, reason_code)
+            if self.closing:
+                log.debug("disconnected from broker %s (stopping)", self.address)
+            else:
+                log.warning("disconnected from broker %s (%s); paho reconnects with backoff", self.address, reason_code)
         except Exception:  # noqa: BLE001
             pass
 
