@@ -24,6 +24,7 @@ from typing import Callable
 
 from sqlalchemy import select, update
 
+from coordinator import acks
 from coordinator.ingest import RateLimitedLog
 from coordinator.rollouts import states as S
 from coordinator.rollouts.repository import RolloutRepository
@@ -86,6 +87,7 @@ class _Pending:
     message_id: str
     progress: events_pb2.InstallProgress
     at: datetime
+    ack: Callable[[], None] | None = None  # the PUBACK, sent once the event is applied (coordinator/acks.py)
 
 
 class InstallEvents:
@@ -138,6 +140,9 @@ class InstallEvents:
         if self._thread is None:
             self.apply_batch([item])
         else:
+            # Queued, not yet stored: the broker keeps the event until it is applied (a kill -9 in between
+            # gets it redelivered, not lost).
+            item.ack = acks.defer()
             with self._idle:
                 self._pending += 1
             self._queue.put(item)
@@ -182,6 +187,11 @@ class InstallEvents:
                     except Exception:  # noqa: BLE001
                         log.exception("install event from %s (rollout %s) could not be applied", i.device_id, i.progress.rollout_id)
             finally:
+                # Acked after the attempt even when an event could not be applied (logged above): an
+                # unacked message would hold back every PUBACK after it (they go out in order).
+                for i in items:
+                    if i.ack is not None:
+                        i.ack()
                 with self._idle:
                     self._pending -= len(items)
                     self._idle.notify_all()

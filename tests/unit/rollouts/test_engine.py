@@ -462,3 +462,42 @@ def test_a_wave_is_issued_and_stored_in_a_few_transactions_then_published(store,
         assert row.state == "sent" and row.command_id == cmd.command_id and row.sequence == m.sequence and m.rollout_id == r.id
     w.run(finished(w, r.id))
     assert dict(w.rollout(r.id).counts) == {"committed": 30}
+
+
+def test_a_queued_install_event_is_acknowledged_only_once_applied(store, tmp_path):
+    """The link sends a PUBACK when the handler returns unless it deferred it: a queued install event defers
+    it until the worker applied it, so a coordinator killed in between gets the event redelivered."""
+    import threading
+
+    from coordinator import acks
+
+    w = World(store, tmp_path, cams(2))
+    w.service.events.start()
+    try:
+        r = w.service.create(spec(w, canary_count=1, waves=1))
+        w.run(lambda: w.service.events.wait_idle(10) and w.state(r.id) == "done")
+
+        sent: list[int] = []
+        order = acks.AckOrder(sent.append)
+        gate = threading.Event()
+        apply = w.service.events.apply_batch
+
+        def gated(items):
+            assert gate.wait(10)
+            return apply(items)
+
+        w.service.events.apply_batch = gated
+        d = order.arrived(7)
+        acks.handling(d)
+        try:
+            assert w.redeliver(0) == "ok"
+        finally:
+            acks.handling(None)
+        if not d.deferred:  # what the link does when the handler returns
+            d.complete()
+        assert sent == []  # queued, not applied: no PUBACK yet
+        gate.set()
+        assert w.service.events.wait_idle(10)
+        assert sent == [7]
+    finally:
+        w.service.events.stop()
