@@ -75,17 +75,11 @@ set_tcp_nodelay true
 def build(out: Path) -> None:
     """digits.npz and two ~4.2 MB float32 MLPs (different seeds): v1.tflite, v2.tflite."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import numpy as np
     import tensorflow as tf
-    from sklearn.datasets import load_digits
 
-    out.mkdir(parents=True, exist_ok=True)
-    d = load_digits()
-    x = (d.images / 16.0).astype(np.float32)[..., None]
-    y = d.target.astype(np.int64)
-    idx = np.random.default_rng(0).permutation(len(x))
-    tr, va = idx[:1400], idx[1400:]
-    np.savez(out / "digits.npz", x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va])
+    from coordinator.samples import digits_split
+
+    x, y, tr, va = digits_split(out)
     for version, seed in (("v1", 0), ("v2", 1)):
         tf.keras.utils.set_random_seed(seed)
         L = tf.keras.layers

@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 
-def train_digits(out: Path, *, bad: bool = False) -> tuple[float, float, int, int]:
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tf-keras: what tfmot can optimize
+def digits_split(out: Path):
+    """scikit-learn's digits as (N, 8, 8, 1) floats in [0, 1], split 1400 / 397 with a fixed seed; writes
+    OUT/digits.npz (x_train, y_train, x_val, y_val) and returns x, y and the train and validation indices."""
     import numpy as np
-    import tf_keras
     from sklearn.datasets import load_digits
 
     out.mkdir(parents=True, exist_ok=True)
@@ -29,6 +29,15 @@ def train_digits(out: Path, *, bad: bool = False) -> tuple[float, float, int, in
     idx = np.random.default_rng(0).permutation(len(x))
     tr, va = idx[:1400], idx[1400:]
     np.savez(out / "digits.npz", x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va])
+    return x, y, tr, va
+
+
+def train_digits(out: Path, *, bad: bool = False) -> tuple[float, float, int, int]:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tf-keras: what tfmot can optimize
+    import numpy as np
+    import tf_keras
+
+    x, y, tr, va = digits_split(out)
     tf_keras.utils.set_random_seed(0)
     layers = tf_keras.layers
     model = tf_keras.Sequential([tf_keras.Input((8, 8, 1)), layers.Conv2D(8, 3, activation="relu"), layers.Flatten(),
