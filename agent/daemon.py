@@ -93,6 +93,7 @@ class AgentDaemon:
             on_active_changed=self.service.on_active_changed,
             auto_end_trial=False,  # the service's trial supervisor ends trials
             connection_count=lambda: self.link.connects,
+            subscribe=self.link.subscribe, unsubscribe=self.link.unsubscribe,  # broadcast transfers
         )
         self.service.supervise(self.deployer)
 

@@ -5,6 +5,11 @@
     link = AgentLink(..., on_command=deployer.handle)   # Deploy, Rollback, ProfileRequest, BlobChunk
     deployer.on_connected()           # after every (re)connect (or pass connection_count=)
 
+Broadcast: with `subscribe=link.subscribe, unsubscribe=link.unsubscribe`, the broadcast offers of a Deploy
+command (transfer id and key of a blob the coordinator publishes once for the whole wave) are handed to
+the installer's Fetcher before the command itself, so the download listens on the broadcast topic and
+asks by unicast only for what it misses (agent/transfer.py). Without them: unicast only.
+
 `handle` only queues: a worker thread runs the install state machine (agent.install.machine), the
 chunk timeouts and the trial's time limit, so the MQTT thread is never blocked by a download, an
 acceptance test or a profile. Profiling child processes run on a second thread. The trial is ended
@@ -58,6 +63,8 @@ class Deployer:
         run_profile: Callable | None = None,
         acceptance_runs: int = 30,
         submit_profile: Callable[[Callable[[], None]], None] | None = None,
+        subscribe: Callable[[str, Callable[[bool], None]], None] | None = None,
+        unsubscribe: Callable[[str], None] | None = None,
     ) -> None:
         """`threaded=False` runs everything in the caller's thread (tests; call `tick()` yourself).
 
@@ -70,6 +77,8 @@ class Deployer:
         TrialSupervisor) ends every trial itself through commit() / rollback().
         submit_profile(fn): where profiling jobs run when not threaded (default: inline); the simulator
         hands them to its fleet-wide profiling thread.
+        subscribe(topic, done) / unsubscribe(topic): the link's (AgentLink.subscribe): done(granted) must be
+        called off the network thread (the link's worker, or the device's strand); it is queued here.
         """
         self._threaded = threaded
         self._lock = threading.RLock()
@@ -88,6 +97,11 @@ class Deployer:
             submit_profile=self._profile_queue.put if threaded else submit_profile, run_profile=run_profile,
             crash_points=crash_points, acceptance_runs=acceptance_runs,
         )
+        if subscribe is not None:
+            self._installer.fetcher.enable_broadcast(
+                lambda topic, done: subscribe(topic, lambda granted: self._run(lambda: done(granted))),
+                unsubscribe or (lambda topic: None),
+            )
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -132,10 +146,24 @@ class Deployer:
             self._process(env)
         return True
 
-    def _process(self, env: envelope_pb2.Envelope) -> None:
+    def _run(self, fn: Callable[[], None]) -> None:
+        """Run fn under the lock: on the worker when threaded, else now (in the caller's thread)."""
+        if self._threaded:
+            self._queue.put(fn)
+        else:
+            with self._lock:
+                fn()
+
+    def _process(self, env) -> None:
         with self._lock:
-            if env.WhichOneof("body") == "command":
-                self._installer.handle_command(env.command)
+            if callable(env):
+                env()
+            elif env.WhichOneof("body") == "command":
+                command = env.command
+                if command.WhichOneof("kind") == "deploy" and not self._installer.ledger.seen(command.command_id):
+                    # Before the command: its download starts in there.
+                    self._installer.fetcher.set_offers(command.deploy.broadcasts)
+                self._installer.handle_command(command)
             else:
                 self._installer.handle_chunk(env.blob_chunk)
 
@@ -171,7 +199,8 @@ class Deployer:
                     next_tick = time.monotonic() + self._tick_interval_s
                     self.tick()
             except Exception:  # noqa: BLE001 - the worker must survive one bad message
-                log.exception("deployer worker failed on %s", "a tick" if item is None else item.WhichOneof("body"))
+                what = "a tick" if item is None else "a callback" if callable(item) else item.WhichOneof("body")
+                log.exception("deployer worker failed on %s", what)
             finally:
                 if item is not None:
                     self._queue.task_done()

@@ -7,6 +7,10 @@ reconnect backoff; callbacks only enqueue or publish and never raise.
 Hooks for running a link without its threads (agent.simulate.link): `deliver` takes arriving messages
 instead of the command worker (and calls `handle_message` where it likes), `on_connected` runs after
 every successful connect.
+
+`subscribe(topic, done)` subscribes to a broadcast topic (ef/v1/blobs/{transfer_id}) and calls
+done(granted) once the SUBACK is in, on the link's worker (FleetLink: the device's strand), never on
+paho's thread. Messages on broadcast topics carry no device id and are taken as this device's.
 """
 from __future__ import annotations
 
@@ -64,12 +68,15 @@ class AgentLink:
         self._last_unreachable_log: float | None = None
         self._inbox: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="agent-commands", daemon=True)
+        self._subacks: dict[int, Callable[[bool], None]] = {}  # SUBSCRIBE mid -> done(granted)
+        self._subacks_lock = threading.Lock()
         self.client = session.make_client(ident.mqtt.client_id or self.device_id, self.protocol, username=ident.mqtt.username, password=ident.mqtt.password)
         self.client.will_set(topics.status(self.device_id), status_payload(self.device_id, device_pb2.DEVICE_STATE_OFFLINE, "connection lost"), qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
 
     def start(self) -> None:
         self._worker.start()
@@ -97,7 +104,42 @@ class AgentLink:
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False):
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
+    def subscribe(self, topic: str, done: Callable[[bool], None]) -> None:
+        """Subscribe at QoS 1; done(granted) runs via post() once the broker answered (False at once when
+        not connected). A SUBACK lost with the connection never calls done: the caller times out."""
+        # Held across the call so that a SUBACK read at once by paho's thread finds its mid registered.
+        with self._subacks_lock:
+            try:
+                result, mid = self.client.subscribe(topic, qos=1)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("subscribe to %s failed: %s", topic, exc)
+                result, mid = -1, None
+            if result == 0 and mid is not None:
+                self._subacks[mid] = done
+                return
+        self.post(lambda: done(False))
+
+    def unsubscribe(self, topic: str) -> None:
+        try:
+            self.client.unsubscribe(topic)
+        except Exception as exc:  # noqa: BLE001 - a stale subscription only brings chunks that are ignored
+            log.debug("unsubscribe from %s failed: %s", topic, exc)
+
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run fn on the link's worker thread (in order with arriving messages)."""
+        self._inbox.put_nowait(fn)
+
     # paho callbacks: never raise.
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        try:
+            with self._subacks_lock:
+                done = self._subacks.pop(mid, None)
+            if done is not None:
+                granted = all(not getattr(rc, "is_failure", False) for rc in reason_codes)
+                self.post(lambda: done(granted))
+        except Exception:  # noqa: BLE001
+            log.exception("on_subscribe failed")
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         try:
@@ -106,6 +148,8 @@ class AgentLink:
                 return
             self.connects += 1
             self._last_unreachable_log = None
+            with self._subacks_lock:
+                self._subacks.clear()  # SUBACKs of the last connection will not come
             client.subscribe([(topics.cmd(self.device_id), 1), (topics.blob(self.device_id), 1)])
             client.publish(topics.status(self.device_id), status_payload(self.device_id, device_pb2.DEVICE_STATE_ONLINE), qos=1, retain=True)
             hello = self._make_hello()
@@ -154,6 +198,12 @@ class AgentLink:
             item = self._inbox.get()
             if item is _STOP:
                 return
+            if callable(item):
+                try:
+                    item()
+                except Exception:  # noqa: BLE001
+                    log.exception("link callback failed")
+                continue
             self.handle_message(*item)
 
     def handle_message(self, topic: str, payload: bytes) -> None:
@@ -161,7 +211,7 @@ class AgentLink:
         Bad payloads and failing commands are logged; never raises."""
         try:
             env = envelope.decode(payload)
-            if env.device_id != self.device_id:
+            if env.device_id != self.device_id and not (topics.parse_broadcast(topic) and env.WhichOneof("body") == "blob_chunk"):
                 log.warning("ignored a message on %s addressed to %s", topic, env.device_id)
                 return
             self._on_command(env)

@@ -8,6 +8,15 @@ is asked for again. As chunks arrive it asks for more once `refill` slots of the
 (half the window by default): one request per few chunks instead of one per chunk, for both sides
 and the broker, while the other half of the window keeps the pipe full.
 
+Broadcast (a wave's devices share one publish per chunk): the Deploy command may offer a blob's
+broadcast transfer (`BlobBroadcast`: transfer id, AES-256-GCM key). When such a download is added the
+Fetcher subscribes to ef/v1/blobs/{transfer_id}, waits for the SUBACK, says `ready` in a BlobRequest and
+asks for nothing of that blob by unicast while the broadcast is on. Each broadcast chunk must
+authenticate under the key (else it is dropped). The broadcast is over at its `end` marker (also the
+coordinator's answer to a ready for a transfer it does not know), after `timeout_s` without a broadcast
+chunk, at a reconnect, or when the SUBACK refuses; then whatever is missing is asked for by unicast, as
+without a broadcast. A late joiner thus gets the rest from the broadcast and the start by unicast.
+
 A `BlobDownload` writes chunks straight into `<sha256>.part` at their offsets and appends each offset
 to `<sha256>.have` (8 bytes per chunk). After a disconnect or an agent restart it reopens both and
 only missing chunks are fetched. Neither file is fsynced per chunk: a killed process loses nothing the
@@ -24,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from edgefleet import blobcrypt, topics
 from edgefleet.v1 import transfer_pb2
 
 log = logging.getLogger(__name__)
@@ -172,6 +182,22 @@ class ChunkOutcome:
     reason: str = ""
 
 
+SUBSCRIBING, WAITING, OVER = "subscribing", "waiting", "over"
+_MAX_OFFERS = 16
+
+
+class _Cast:
+    """One download's broadcast: subscribing -> waiting (ready sent) -> over (unicast for the rest)."""
+
+    def __init__(self, offer: transfer_pb2.BlobBroadcast, now: float) -> None:
+        self.offer = offer
+        self.topic = topics.broadcast(offer.transfer_id)
+        self.cipher = blobcrypt.ChunkCipher(offer.key, offer.transfer_id, offer.sha256)
+        self.state = SUBSCRIBING
+        self.subscribed = False
+        self.since = now   # last sign of life: subscribe asked, SUBACK, a broadcast chunk
+
+
 class Fetcher:
     """Asks for the missing chunks of its downloads, W at a time, in the order downloads were added."""
 
@@ -202,16 +228,120 @@ class Fetcher:
         self.rerequested = 0    # of which repeats after a timeout, a reconnect or a bad chunk
         self.dropped = 0        # chunks that did not fit
         self.duplicates = 0
+        self.broadcast_chunks = 0    # stored from a broadcast
+        self.broadcast_rejected = 0  # broadcast chunks that did not authenticate
+        self._subscribe: Callable[[str, Callable[[bool], None]], None] | None = None
+        self._unsubscribe: Callable[[str], None] = lambda topic: None
+        self._offers: dict[str, transfer_pb2.BlobBroadcast] = {}  # sha256 -> the latest offer
+        self._casts: dict[str, _Cast] = {}                           # sha256 -> its broadcast
+
+    # -- broadcast ----------------------------------------------------------------------------
+
+    def enable_broadcast(self, subscribe: Callable[[str, Callable[[bool], None]], None], unsubscribe: Callable[[str], None]) -> None:
+        """subscribe(topic, done): subscribe at QoS 1 and call done(granted) once the SUBACK is in (in the
+        thread that calls this Fetcher); unsubscribe(topic). Without this, offers are ignored: unicast only."""
+        self._subscribe = subscribe
+        self._unsubscribe = unsubscribe
+
+    def set_offers(self, offers) -> int:
+        """A new Deploy command's broadcast offers replace any earlier ones (a broadcast already under way
+        goes on); malformed ones are ignored. Returns how many were taken."""
+        self._offers = {}
+        for broadcast in list(offers)[:_MAX_OFFERS]:
+            if not topics.valid_transfer_id(broadcast.transfer_id) or len(broadcast.key) != blobcrypt.KEY_BYTES or not broadcast.chunk_size:
+                log.warning("ignored a malformed broadcast offer for blob %s", broadcast.sha256[:12])
+                continue
+            self._offers[broadcast.sha256] = broadcast
+        return len(self._offers)
+
+    def _start_cast(self, download: BlobDownload) -> None:
+        offer = self._offers.get(download.sha256)
+        cast = self._casts.get(download.sha256)
+        if (self._subscribe is None or offer is None or offer.chunk_size != download.chunk_size or download.complete
+                or (cast is not None and cast.offer.transfer_id == offer.transfer_id)):
+            return  # no offer, or this transfer was tried already (a refetch goes by unicast)
+        if cast is not None:
+            self._end_cast(download.sha256, "a newer broadcast was offered")
+        cast = self._casts[download.sha256] = _Cast(offer, self._clock())
+        sha, transfer_id = download.sha256, offer.transfer_id
+        try:
+            self._subscribe(cast.topic, lambda granted: self.on_subscribed(sha, transfer_id, granted))
+        except Exception as exc:  # noqa: BLE001 - no broadcast then, the download goes on by unicast
+            log.warning("cannot subscribe to the broadcast of %s: %s", sha[:12], exc)
+            cast.state = OVER
+
+    def on_subscribed(self, sha256: str, transfer_id: str, granted: bool) -> None:
+        """The SUBACK of a broadcast topic: say ready, or (refused) fetch by unicast."""
+        cast = self._casts.get(sha256)
+        if cast is None or cast.offer.transfer_id != transfer_id or cast.state != SUBSCRIBING:
+            if granted and (cast is None or cast.offer.transfer_id != transfer_id):
+                self._unsubscribe(topics.broadcast(transfer_id))  # the download went away meanwhile
+            return
+        if not granted:
+            log.info("broadcast topic of %s refused by the broker: fetching by unicast", sha256[:12])
+            cast.state = OVER
+            self.pump()
+            return
+        cast.subscribed = True
+        cast.state = WAITING
+        cast.since = self._clock()
+        download = self._downloads.get(sha256)
+        self._send(transfer_pb2.BlobRequest(sha256=sha256, transfer_id=transfer_id, ready=True,
+                                            chunk_size=download.chunk_size if download else cast.offer.chunk_size))
+
+    def _end_cast(self, sha256: str, why: str, *, drop: bool = False) -> None:
+        cast = self._casts.get(sha256)
+        if cast is None:
+            return
+        if cast.state != OVER:
+            log.debug("broadcast of %s over (%s)", sha256[:12], why)
+        cast.state = OVER
+        if cast.subscribed:
+            cast.subscribed = False
+            try:
+                self._unsubscribe(cast.topic)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("unsubscribe from %s failed: %s", cast.topic, exc)
+        if drop:
+            del self._casts[sha256]
+
+    def broadcasting(self, sha256: str) -> bool:
+        """Whether a download waits for its broadcast (and asks for nothing by unicast)."""
+        cast = self._casts.get(sha256)
+        return cast is not None and cast.state != OVER
+
+    def _on_broadcast_chunk(self, chunk: transfer_pb2.BlobChunk) -> tuple[bytes | None, ChunkOutcome | None]:
+        """(plaintext, None) for a chunk to store, or (None, outcome) when there is nothing to store."""
+        download = self._downloads.get(chunk.sha256)
+        cast = self._casts.get(chunk.sha256)
+        if download is None or cast is None or cast.offer.transfer_id != chunk.transfer_id:
+            return None, ChunkOutcome("unknown", reason=f"no broadcast {chunk.transfer_id[:8]} of blob {chunk.sha256[:12]} expected")
+        if chunk.end:
+            self._end_cast(chunk.sha256, "end of the broadcast")
+            self.pump()
+            return None, ChunkOutcome("duplicate", download, "end of the broadcast")  # nothing new stored
+        cast.since = self._clock()
+        index, rest = divmod(chunk.offset, cast.offer.chunk_size)
+        try:
+            if rest:
+                raise blobcrypt.ChunkRejected(f"offset {chunk.offset} is not a chunk boundary")
+            return cast.cipher.open(index, chunk.data), None
+        except blobcrypt.ChunkRejected as exc:
+            self.dropped += 1
+            self.broadcast_rejected += 1
+            return None, ChunkOutcome("dropped", download, f"broadcast chunk rejected: {exc}")
 
     # -- downloads ----------------------------------------------------------------------------
 
     def add(self, download: BlobDownload) -> None:
         self._downloads[download.sha256] = download
+        self._start_cast(download)
 
     def get(self, sha256: str) -> BlobDownload | None:
         return self._downloads.get(sha256)
 
     def discard(self, sha256: str) -> None:
+        self._end_cast(sha256, "download discarded", drop=True)
         self._downloads.pop(sha256, None)
         for key in [k for k in self._outstanding if k[0] == sha256]:
             del self._outstanding[key]
@@ -235,6 +365,8 @@ class Fetcher:
         for sha, download in self._downloads.items():
             if free <= 0:
                 break
+            if self.broadcasting(sha):
+                continue
             batch = []
             for offset in download.iter_missing():
                 if free <= 0:
@@ -260,12 +392,17 @@ class Fetcher:
     def expire(self) -> int:
         """Ask again for chunks outstanding longer than the timeout; returns how many."""
         now = self._clock()
+        quiet = [sha for sha, cast in self._casts.items() if cast.state != OVER and now - cast.since >= self.timeout_s]
+        for sha in quiet:
+            log.info("no broadcast chunk of %s for %gs: fetching the rest by unicast", sha[:12], self.timeout_s)
+            self._end_cast(sha, "quiet")
         late = [key for key, asked_at in self._outstanding.items() if now - asked_at >= self.timeout_s]
         for key in late:
             del self._outstanding[key]
         if late:
             self.rerequested += len(late)
             log.info("%d chunk(s) not received within %gs; asking again", len(late), self.timeout_s)
+        if late or quiet:
             self.pump()
         return len(late)
 
@@ -273,9 +410,18 @@ class Fetcher:
         """After a reconnect: answers to earlier requests may be lost, ask again for everything missing."""
         self.rerequested += len(self._outstanding)
         self._outstanding.clear()
+        for sha in list(self._casts):
+            self._end_cast(sha, "reconnected: broadcast chunks may have been lost")
         self.pump()
 
     def on_chunk(self, chunk: transfer_pb2.BlobChunk) -> ChunkOutcome:
+        """One chunk, by unicast or broadcast. Outcomes: stored, duplicate (nothing new stored: a repeat, or
+        a broadcast's end), dropped (did not fit or did not authenticate: asked for again), error, unknown."""
+        data = chunk.data
+        if chunk.transfer_id:
+            data, outcome = self._on_broadcast_chunk(chunk)
+            if outcome is not None:
+                return outcome
         download = self._downloads.get(chunk.sha256)
         if download is None:
             return ChunkOutcome("unknown", reason=f"no download of blob {chunk.sha256[:12] or '(none)'} in progress")
@@ -289,8 +435,8 @@ class Fetcher:
             reason = f"total_size {chunk.total_size} but the manifest says {download.size}"
         elif expected is None:
             reason = f"offset {chunk.offset} is not a chunk boundary below {download.size}"
-        elif len(chunk.data) != expected:
-            reason = f"chunk at offset {chunk.offset} has {len(chunk.data)} bytes, expected {expected}"
+        elif len(data) != expected:
+            reason = f"chunk at offset {chunk.offset} has {len(data)} bytes, expected {expected}"
         if reason:
             self.dropped += 1
             if key in self._outstanding:  # ask again now rather than after the timeout
@@ -299,8 +445,12 @@ class Fetcher:
             self._refill()
             return ChunkOutcome("dropped", download, reason)
         self._outstanding.pop(key, None)
-        stored = download.write(chunk.offset, chunk.data)
+        stored = download.write(chunk.offset, data)
         if not stored:
             self.duplicates += 1
+        elif chunk.transfer_id:
+            self.broadcast_chunks += 1
+        if download.complete:
+            self._end_cast(chunk.sha256, "download complete")
         self._refill()
         return ChunkOutcome("stored" if stored else "duplicate", download)

@@ -30,13 +30,20 @@ link worker, deployer) to its log (--keep keeps the logs). The engine and the De
 default tick intervals: the engine wakes by itself when a device finishes.
 
 Measured in the same run:
-  baseline   plain paho: one publisher sends every receiver the same bytes a device fetches (the model and
-             the golden set) in chunks of the same size at QoS 1, one topic per receiver; N paho receivers
-             spread over --procs processes like the agents; time from the first publish until every
-             receiver has every byte. Run three times, between the measured phases; the median is the
-             baseline (other load on the machine hits both alike).
+  baseline   plain paho, per receiver: one publisher sends every receiver the same bytes a device fetches
+             (the model and the golden set) in chunks of the same size at QoS 1, one topic per receiver; N
+             paho receivers spread over --procs processes like the agents; time from the first publish
+             until every receiver has every byte. Run three times, between the measured phases; the
+             median is the baseline (other load on the machine hits both alike).
+  fan-out    plain paho, broker fan-out: the same publisher, receivers, bytes, chunk size and QoS, but
+             each chunk published once on one topic all N receivers subscribe to (what the rollout's
+             broadcast does). Also three times, beside the other baseline; the median.
   rollout    CreateRollout of v1 to all devices (--canary N, default all: one wave) until every device has
-             COMMITTED; ratio = rollout / baseline (target <= 2.0).
+             COMMITTED; ratio = rollout / baseline (target <= 2.0), printed against both baselines: the
+             per-receiver one is the issue's target; the fan-out one is the best the broker can do.
+             The chunk publishes the coordinator made during the rollout are counted by a QoS 0 listener
+             in this process on ef/v1/blobs/+ (broadcast) and ef/v1/dev/+/blob (unicast) (--no-count
+             turns it off: it is one more subscriber for the broker to feed).
   abort      v2 rolled out with a long trial; once every device runs v2 on trial, ControlRollout(abort):
              time until the last device reported ROLLED_BACK to v1 (the rollout is `aborted`).
 """
@@ -58,6 +65,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 TARGET_RATIO = 2.0
+FANOUT_TOPIC = "bench/fanout"
 PROFILE = "x86-gateway"
 BUILD_VERSION = "1"
 BROKER_CONF = """listener {port} 127.0.0.1
@@ -140,7 +148,8 @@ def host_agents(dirs: list[Path]) -> None:
             link.publish(topics.event(device_id), envelope.encode(device_id, event=event), qos=1)
 
         dep = Deployer(state_dir, ident, lambda t, p, q, link=link: link.publish(t, p, qos=q), emit, hardware=lambda hw=hw: hw,
-                       connection_count=lambda link=link: link.connects, chunk_timeout_s=5, acceptance_runs=5)
+                       connection_count=lambda link=link: link.connects, chunk_timeout_s=5, acceptance_runs=5,
+                       subscribe=link.subscribe, unsubscribe=link.unsubscribe)
         holder["deployer"] = dep
         dep.resume()
         link.start()
@@ -292,7 +301,7 @@ def host_receivers(url: str, names: list[str]) -> None:
         c = session.make_client(f"recv-{name}", "5")
 
         def on_connect(client, userdata, flags, rc, props, name=name):
-            client.subscribe([(f"bench/recv/{name}", 1), (f"bench/recv/{name}/size", 1)])
+            client.subscribe([(f"bench/recv/{name}", 1), (f"bench/recv/{name}/size", 1), (FANOUT_TOPIC, 1), (FANOUT_TOPIC + "/size", 1)])
 
         def on_message(client, userdata, msg, name=name, state=state):
             if msg.topic.endswith("/size"):
@@ -361,9 +370,11 @@ def cpu_seconds(procs) -> float:
     return total
 
 
-def baseline(url: str, names: list[str], blobs: list[bytes], chunk: int, procs: int, log_dir: Path, broker_proc) -> tuple[float, dict]:
+def baseline(url: str, names: list[str], blobs: list[bytes], chunk: int, procs: int, log_dir: Path, broker_proc,
+             fanout: bool = False) -> tuple[float, dict]:
     """Seconds to push every receiver all the blobs' bytes, chunked, QoS 1, one publisher; and the CPU
-    seconds each side spent meanwhile (publisher, receivers, broker)."""
+    seconds each side spent meanwhile (publisher, receivers, broker). fanout: each chunk once on one
+    topic every receiver subscribes to, instead of once per receiver on its own topic."""
     import psutil
 
     from edgefleet import session
@@ -394,11 +405,16 @@ def baseline(url: str, names: list[str], blobs: list[bytes], chunk: int, procs: 
         total = sum(len(b) for b in blobs)
         cpu0 = (time.process_time(), cpu_seconds(receivers), cpu_seconds([broker_proc]))
         start = time.perf_counter()
-        for name in names:
-            pub.publish(f"bench/recv/{name}/size", str(total).encode(), qos=1)
-        for piece in pieces:  # chunk by chunk to every receiver: how a fleet transfer interleaves
+        if fanout:
+            pub.publish(FANOUT_TOPIC + "/size", str(total).encode(), qos=1)
+            for piece in pieces:
+                pub.publish(FANOUT_TOPIC, piece, qos=1)
+        else:
             for name in names:
-                pub.publish(f"bench/recv/{name}", piece, qos=1)
+                pub.publish(f"bench/recv/{name}/size", str(total).encode(), qos=1)
+            for piece in pieces:  # chunk by chunk to every receiver: how a fleet transfer interleaves
+                for name in names:
+                    pub.publish(f"bench/recv/{name}", piece, qos=1)
         if not all_done.wait(600):
             raise SystemExit(f"baseline: only {len(done)} of {len(names)} receivers got everything")
         elapsed = time.perf_counter() - start
@@ -408,6 +424,55 @@ def baseline(url: str, names: list[str], blobs: list[bytes], chunk: int, procs: 
         return elapsed, cpu
     finally:
         hosts.stop()
+
+
+class PublishCounter:
+    """Counts the coordinator's chunk publishes as the broker delivers them to one more subscriber (QoS 0)."""
+
+    def __init__(self, url: str):
+        from edgefleet import envelope, session, topics
+
+        self.counts = {"broadcast": 0, "unicast": 0, "ends": 0, "transfers": 0}
+        self._transfers: set[str] = set()
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        c = session.make_client("bench-counter", "5")
+
+        def on_message(client, userdata, msg):
+            try:
+                chunk = envelope.decode(bytes(msg.payload)).blob_chunk
+            except Exception:  # noqa: BLE001 - a count, never a crash
+                return
+            broadcast = msg.topic.startswith(topics.BLOBS_ROOT + "/")
+            with self._lock:
+                if chunk.end:
+                    self.counts["ends"] += 1
+                elif chunk.data:
+                    self.counts["broadcast" if broadcast else "unicast"] += 1
+                    if broadcast and chunk.transfer_id not in self._transfers:
+                        self._transfers.add(chunk.transfer_id)
+                        self.counts["transfers"] += 1
+
+        c.on_connect = lambda client, ud, flags, rc, props: client.subscribe([(topics.all_broadcasts(), 0), (topics.all_devices(topics.BLOB), 0)])
+        c.on_subscribe = lambda *a: subscribed.set()
+        c.on_message = on_message
+        session.connect_async(c, session.parse_broker_url(url), keepalive=30, session_expiry_s=0)
+        c.loop_start()
+        if not subscribed.wait(30):
+            raise SystemExit("the publish counter did not subscribe")
+        self.client = c
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return dict(self.counts)
+
+    def since(self, before: dict) -> dict:
+        now = self.snapshot()
+        return {k: now[k] - before.get(k, 0) for k in now}
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 class Admin:
@@ -448,6 +513,7 @@ def main() -> None:
     ap.add_argument("--chunk-kib", type=int, default=128, help="transfer chunk size (rollouts.chunk_size), the baseline's too")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "edgefleet-bench-rollout")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, stores)")
+    ap.add_argument("--no-count", action="store_true", help="do not count the coordinator's chunk publishes")
     ap.add_argument("--build", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--host-agents", nargs="+", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--host-wire-agents", nargs="+", type=Path, help=argparse.SUPPRESS)
@@ -482,7 +548,7 @@ def main() -> None:
         "EDGEFLEET_ROLLOUTS__TRIAL_SECONDS": "0",
         "EDGEFLEET_ROLLOUTS__DEVICE_TIMEOUT_S": "120",
         "EDGEFLEET_ROLLOUTS__CHUNK_SIZE": str(chunk),
-        "EDGEFLEET_LOG_LEVEL": "warning",
+        "EDGEFLEET_LOG_LEVEL": os.environ.get("BENCH_COORDINATOR_LOG", "warning"),
     })
     hosts: Hosts | None = None
     daemons: list[subprocess.Popen] = []
@@ -535,18 +601,23 @@ def main() -> None:
         def cpu() -> tuple[float, float, float]:
             return cpu_seconds([coord_proc]), cpu_seconds(host_procs), cpu_seconds([broker_proc])
 
-        bases = []
+        bases: list[float] = []
+        fanouts: list[float] = []
 
         def run_baseline() -> None:
-            seconds, used = baseline(url, names, [model_bytes, golden], chunk, args.procs, logs, broker_proc)
-            bases.append(seconds)
-            print(f"baseline {len(bases)} (plain paho, the same bytes to {args.agents} receivers): {seconds:.2f} s "
-                  f"(CPU: publisher {used['publisher']:.1f} s, receivers {used['receivers']:.1f} s, broker {used['broker']:.1f} s; "
-                  f"load {os.getloadavg()[0]:.1f})", flush=True)
+            for fanout, into, what in ((False, bases, "one topic per receiver"), (True, fanouts, "one topic, broker fan-out")):
+                seconds, used = baseline(url, names, [model_bytes, golden], chunk, args.procs, logs, broker_proc, fanout=fanout)
+                into.append(seconds)
+                print(f"baseline {len(into)} (plain paho, the same bytes to {args.agents} receivers, {what}): {seconds:.2f} s "
+                      f"(CPU: publisher {used['publisher']:.1f} s, receivers {used['receivers']:.1f} s, broker {used['broker']:.1f} s; "
+                      f"load {os.getloadavg()[0]:.1f})", flush=True)
+
+        counter = None if args.no_count else PublishCounter(url)
 
         # Baselines between the measured phases, so that load from anything else on the machine hits both alike.
         run_baseline()
         canary = args.canary or args.agents
+        counts0 = counter.snapshot() if counter else None
         cpu0 = cpu()
         t0 = time.perf_counter()
         r = admin.CreateRollout(admin_pb2.RolloutSpec(ref=refs["v1"], selector="bench=1", canary_count=canary, waves=1), timeout=120)
@@ -559,6 +630,10 @@ def main() -> None:
         print(f"rollout of v1 until all {args.agents} committed: {rollout_s:.2f} s "
               f"(CreateRollout {created_s:.2f} s; CPU: coordinator {cpu1[0] - cpu0[0]:.1f} s, agents {cpu1[1] - cpu0[1]:.1f} s, "
               f"broker {cpu1[2] - cpu0[2]:.1f} s; load {os.getloadavg()[0]:.1f})", flush=True)
+        if counter:
+            c = counter.since(counts0)
+            print(f"  coordinator chunk publishes: {c['broadcast']} broadcast ({c['transfers']} transfer(s), {c['ends']} end markers), "
+                  f"{c['unicast']} unicast (of {args.agents} devices x {-(-len(model_bytes) // chunk) + -(-len(golden) // chunk)} chunks)", flush=True)
         run_baseline()
 
         r2 = admin.CreateRollout(admin_pb2.RolloutSpec(ref=refs["v2"], selector="bench=1", canary_count=canary, waves=1, trial_seconds=3600), timeout=120)
@@ -576,11 +651,17 @@ def main() -> None:
               f"({back} rolled back, {on_v1} report v1 active)", flush=True)
         run_baseline()
 
+        if counter:
+            counter.stop()
         base = statistics.median(bases)
         ratio = rollout_s / base
         print()
-        print(f"rollout / plain paho (median of {len(bases)}) = {rollout_s:.2f} / {base:.2f} = {ratio:.2f}  "
+        print(f"rollout / plain paho, one topic per receiver (median of {len(bases)}) = {rollout_s:.2f} / {base:.2f} = {ratio:.2f}  "
               f"(target <= {TARGET_RATIO}: {'PASS' if ratio <= TARGET_RATIO else 'FAIL'})")
+        fan = statistics.median(fanouts)
+        fratio = rollout_s / fan
+        print(f"rollout / plain paho, broker fan-out (median of {len(fanouts)}) = {rollout_s:.2f} / {fan:.2f} = {fratio:.2f}  "
+              f"(target <= {TARGET_RATIO}: {'PASS' if fratio <= TARGET_RATIO else 'FAIL'})")
         print(f"abort -> every device back on its previous model: {abort_s:.2f} s")
     finally:
         if hosts is not None:

@@ -101,6 +101,7 @@ class SimulatedDevice:
                 on_active_changed=self._on_active_changed,
                 auto_end_trial=False,  # the service's trial supervisor ends trials, as in the daemon
                 connection_count=lambda: self.link.connects,
+                subscribe=self.link.subscribe, unsubscribe=self.link.unsubscribe,  # broadcast transfers
                 threaded=False,        # its work runs on this device's strand instead of two threads
                 # Inline profiling would hold a shared worker for seconds per candidate: the fleet's
                 # profiling thread takes them, as threaded=True hands them to a thread of the device's own.

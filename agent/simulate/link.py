@@ -82,6 +82,10 @@ class FleetLink(AgentLink):
                 log.warning("%s: stopped status not acknowledged: %s", self.device_id, exc)
         self.disconnect()
 
+    def post(self, fn: Callable[[], None]) -> None:
+        """SUBACK callbacks run on the device's strand, like its messages."""
+        self._strand.post(fn)
+
     def _to_strand(self, topic: str, payload: bytes) -> None:
         """Network thread: the message is handled on the device's strand, after those before it."""
         self._strand.post(lambda: self.handle_message(topic, payload))

@@ -75,6 +75,7 @@ class RolloutAdmin:
             owner=models.node,
             clock=ctx.clock,
             limiter=ctx.ingest.limiter,
+            broadcast=self.blob_server.open_broadcast,
         )
         self.rollout_service.register(ctx.ingest, ctx.metrics.registry)
 

@@ -46,6 +46,9 @@ def device_role_acls(device_id: str) -> list[dict[str, Any]]:
     for t in acl.device_subscribe_topics(device_id):
         # Literal: a device never needs a wildcard, so it is never granted one.
         acls += [_acl("subscribeLiteral", t), _acl("publishClientReceive", t), _acl("unsubscribeLiteral", t)]
+    # Broadcast transfers: one topic per transfer id, so a pattern (the chunks are encrypted per transfer).
+    b = acl.device_broadcast_filter()
+    acls += [_acl("subscribePattern", b), _acl("publishClientReceive", b), _acl("unsubscribePattern", b)]
     # A fence inside the role, so a device stays on its own topics whatever the broker-wide
     # default access says ('#' does not match $-topics; those stay at the default, deny for publish
     # and subscribe).
@@ -55,7 +58,8 @@ def device_role_acls(device_id: str) -> list[dict[str, Any]]:
 
 def coordinator_role_acls(share_group: str = topics.SHARE_GROUP) -> list[dict[str, Any]]:
     everything, shared = acl.coordinator_filters(share_group)
-    acls = [_acl("publishClientSend", everything), _acl("publishClientReceive", everything)]
+    acls = [_acl("publishClientSend", everything), _acl("publishClientReceive", everything),
+            _acl("publishClientSend", acl.coordinator_broadcast_filter())]
     for f in (everything, shared):
         acls += [_acl("subscribePattern", f), _acl("unsubscribePattern", f)]
     return acls

@@ -43,11 +43,17 @@ log = logging.getLogger(__name__)
 MAX_STEPS_PER_TICK = 8
 MIN_TICK_GAP_S = 0.05
 DEPLOY_BATCH = 100  # deploys issued and stored per transaction
+BROADCAST_MIN_DEVICES = 2  # a blob going to fewer devices of a batch is fetched by unicast alone
 
 
 def _later(*times: datetime | None) -> datetime | None:
     present = [utc(t) for t in times if t is not None]
     return max(present) if present else None
+
+
+def _blob_keys(spec) -> list[tuple[str, int]]:
+    """(sha256, chunk_size) of every blob a manifest spec makes the device fetch."""
+    return [(sha, spec.chunk_size) for sha in spec.blobs()]
 
 
 def failure_breach(devices: list[RolloutDeviceRow], params: RolloutParams) -> str | None:
@@ -80,10 +86,13 @@ class RolloutEngine:
         lease_s: float = 30.0,
         tick_interval_s: float = 0.5,
         on_change: Callable[[str], None] | None = None,
+        broadcast: Callable[[str, int, list[str]], object] | None = None,
     ):
         """`publish(topic, payload, qos=1)`: CoordinatorLink.publish. `floor(device_id)`: the highest manifest
         sequence the device reported (registry), None when the device was removed; `floors(ids)`: the same for
-        many devices in one query (default: floor() for each)."""
+        many devices in one query (default: floor() for each). `broadcast(sha256, chunk_size, device_ids)` ->
+        BlobBroadcast (BlobServer.open_broadcast): a blob that several devices of a wave batch fetch is
+        broadcast once to them; None: unicast only."""
         self.repo = repo
         self.specs = specs
         self.issuer = issuer
@@ -97,6 +106,7 @@ class RolloutEngine:
         self.lease_s = lease_s
         self.tick_interval_s = tick_interval_s
         self.on_change = on_change or (lambda rollout_id: None)
+        self.broadcast = broadcast
         self._seen: set[str] = set()  # rollouts whose open commands this engine re-published once
         self._lease_until: dict[str, datetime] = {}  # our own leases: renewed in the store once a third has passed
         self._stepped: dict[str, tuple[int, datetime]] = {}  # (revision, clock) of each rollout's last full step
@@ -404,11 +414,12 @@ class RolloutEngine:
                 except Exception as exc:  # noqa: BLE001
                     changed |= self._cannot_issue(r, d, now, exc)
                     signed_all.append(None)
+        offers = self._open_broadcasts([(d.device_id, spec) for (d, spec, _), signed in zip(todo, signed_all) if signed is not None])
         cmds, rows = {}, []
         for (d, spec, _), signed in zip(todo, signed_all):
             if signed is None:
                 continue
-            cmd = deploy_command(signed)
+            cmd = deploy_command(signed, broadcasts=[offers[key] for key in _blob_keys(spec) if key in offers])
             cmds[d.device_id] = cmd
             rows.append((d.device_id, dict(
                 state=S.SENT, sequence=manifest_pb2.ModelManifest.FromString(signed.manifest).sequence, command_id=cmd.command_id,
@@ -422,6 +433,24 @@ class RolloutEngine:
         if stored:
             self.on_change(r.id)
         return changed or bool(stored)
+
+    def _open_broadcasts(self, sent: list[tuple[str, object]]) -> dict[tuple[str, int], object]:
+        """One broadcast transfer per blob that BROADCAST_MIN_DEVICES or more of these devices fetch."""
+        if self.broadcast is None:
+            return {}
+        fetchers: dict[tuple[str, int], list[str]] = {}
+        for device_id, spec in sent:
+            for key in _blob_keys(spec):
+                fetchers.setdefault(key, []).append(device_id)
+        offers = {}
+        for (sha, chunk_size), ids in fetchers.items():
+            if len(ids) < BROADCAST_MIN_DEVICES:
+                continue
+            try:
+                offers[(sha, chunk_size)] = self.broadcast(sha, chunk_size, ids)
+            except Exception:  # noqa: BLE001 - without a broadcast the devices fetch by unicast
+                log.exception("could not open a broadcast of %s; unicast only", sha[:12])
+        return offers
 
     def _cannot_issue(self, r: RolloutRow, d: RolloutDeviceRow, now: datetime, exc: Exception) -> bool:
         log.error("rollout %s: cannot issue a manifest for %s: %s", r.id, d.device_name or d.device_id, exc)

@@ -69,6 +69,7 @@ class RolloutService:
         owner: str = "coordinator",
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         limiter: RateLimitedLog | None = None,
+        broadcast: Callable[[str, int, list[str]], object] | None = None,
     ):
         self.cfg = cfg
         self.clock = clock
@@ -86,7 +87,7 @@ class RolloutService:
         self.engine = RolloutEngine(
             self.repo, self.specs, self.issuer, publish, floor=self._floor, floors=self.repo.manifest_floors, observe=observe, metric_name=self._metric_name,
             clock=clock, owner=owner, lease_s=cfg.lease_s, tick_interval_s=cfg.tick_interval_s,
-            on_change=lambda rollout_id: self._changed(rollout_id, False),
+            on_change=lambda rollout_id: self._changed(rollout_id, False), broadcast=broadcast,
         )
         self.events = InstallEvents(self.repo, on_change=self._changed, limiter=limiter, clock=clock)
 

@@ -12,6 +12,10 @@ an offset that is still waiting does not queue it twice.
 
 `handle()` runs on the ingest thread and only queues: reads and publishes happen on a small worker
 pool, one device at a time per worker, a few chunks per turn so that devices take turns.
+
+Broadcast (broadcast.py): a request with `ready` says the device is subscribed to a broadcast transfer;
+it goes to the Broadcaster after the same grant check. Unicast stays the repair path for every chunk a
+device did not get from the broadcast.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from coordinator.transfer.broadcast import Broadcaster
 from coordinator.transfer.grants import BlobGrants
 from coordinator.transfer.manifests import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE
 from edgefleet import envelope, topics
@@ -120,9 +125,11 @@ class BlobServer:
         workers: int = 2,
         open_files: int = 16,
         ack_timeout_s: float = 10.0,
+        broadcast: dict | None = None,
     ):
         """`resolve(sha256)` -> the artifact's path or None; `publish(topic, payload, qos=1)` -> MQTTMessageInfo
-        (CoordinatorLink.publish); `is_known(device_id)` tells ingest whether an unentitled asker exists."""
+        (CoordinatorLink.publish); `is_known(device_id)` tells ingest whether an unentitled asker exists.
+        `broadcast`: Broadcaster options (gather_s, max_inflight_bytes, clock, threaded...)."""
         self.grants = grants
         self.publish = publish
         self.is_known = is_known or (lambda device_id: True)
@@ -140,6 +147,11 @@ class BlobServer:
         self._granted: OrderedDict[tuple[str, str], None] = OrderedDict()  # positive cache: grants are never taken back mid-transfer
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blob-server")
         self._closed = False
+        self.broadcaster = Broadcaster(self.files.read, publish, **(broadcast or {}))
+
+    def open_broadcast(self, sha256: str, chunk_size: int, devices) -> transfer_pb2.BlobBroadcast:
+        """A broadcast transfer of one blob to these devices (the rollout engine, before it sends a wave)."""
+        return self.broadcaster.open(sha256, chunk_size, devices)
 
     # --- ingest side (quick) ---------------------------------------------------------------------
 
@@ -159,6 +171,11 @@ class BlobServer:
             self._count("denied")
             self._send_error(device_id, sha, first, NOT_GRANTED)
             return True
+        if req.ready:
+            self.broadcaster.on_ready(device_id, req)
+            return True
+        if req.offsets:
+            self.broadcaster.on_unicast(device_id, sha)
         size = req.chunk_size or DEFAULT_CHUNK_SIZE
         if size > self.max_chunk_size:
             self._send_error(device_id, sha, first, f"chunk_size {size} is over the {self.max_chunk_size}-byte limit")
@@ -293,6 +310,7 @@ class BlobServer:
             return self._idle.wait_for(lambda: not any(q.pending or q.scheduled for q in self._queues.values()), timeout)
 
     def close(self) -> None:
+        self.broadcaster.close()
         with self._lock:
             self._closed = True
             for q in self._queues.values():

@@ -9,15 +9,19 @@ import uuid
 from typing import Callable, Sequence
 
 from edgefleet import envelope, topics
-from edgefleet.v1 import commands_pb2, manifest_pb2
+from edgefleet.v1 import commands_pb2, manifest_pb2, transfer_pb2
 
 
 def new_command_id() -> str:
     return uuid.uuid4().hex
 
 
-def deploy_command(signed: manifest_pb2.SignedManifest, *, command_id: str | None = None) -> commands_pb2.Command:
-    return commands_pb2.Command(command_id=command_id or new_command_id(), deploy=commands_pb2.Deploy(manifest=signed))
+def deploy_command(signed: manifest_pb2.SignedManifest, *, command_id: str | None = None,
+                   broadcasts: Sequence[transfer_pb2.BlobBroadcast] = ()) -> commands_pb2.Command:
+    """`broadcasts`: the manifest's blobs sent to the wave on a broadcast topic (their keys go only here,
+    on the device's own cmd topic)."""
+    deploy = commands_pb2.Deploy(manifest=signed, broadcasts=list(broadcasts))
+    return commands_pb2.Command(command_id=command_id or new_command_id(), deploy=deploy)
 
 
 def profile_command(

@@ -7,6 +7,8 @@
     ef/v1/dev/{device_id}/telemetry   agent -> periodic telemetry (QoS 1)
     ef/v1/dev/{device_id}/blob/req    agent -> chunk requests
     ef/v1/dev/{device_id}/blob        coordinator -> chunks
+    ef/v1/blobs/{transfer_id}         coordinator -> one blob's chunks, encrypted, to every device of a
+                                      wave at once (the broker fans out); readable by any device
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 ROOT = "ef/v1/dev"
+BLOBS_ROOT = "ef/v1/blobs"
 SHARE_GROUP = "coordinators"
 
 STATUS = "status"
@@ -69,6 +72,35 @@ def blob_req(device_id: str) -> str:
 
 def blob(device_id: str) -> str:
     return device_topic(device_id, BLOB)
+
+
+# 128 random bits as 32 hex digits: the name of one broadcast transfer.
+_TRANSFER_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def valid_transfer_id(transfer_id: str) -> bool:
+    return bool(_TRANSFER_ID.match(transfer_id))
+
+
+def broadcast(transfer_id: str) -> str:
+    """The broadcast topic of one blob transfer (any device may read it: its chunks are encrypted)."""
+    if not valid_transfer_id(transfer_id):
+        raise ValueError(f"invalid transfer id for a topic: {transfer_id!r}")
+    return f"{BLOBS_ROOT}/{transfer_id}"
+
+
+def all_broadcasts() -> str:
+    """The filter granting read access to every broadcast topic (devices' ACLs)."""
+    return f"{BLOBS_ROOT}/+"
+
+
+def parse_broadcast(topic: str) -> str | None:
+    """The transfer id of ef/v1/blobs/{transfer_id}; None for anything else."""
+    prefix = BLOBS_ROOT + "/"
+    if not topic.startswith(prefix):
+        return None
+    transfer_id = topic[len(prefix):]
+    return transfer_id if valid_transfer_id(transfer_id) else None
 
 
 def all_devices(kind: str) -> str:

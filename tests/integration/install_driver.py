@@ -68,7 +68,8 @@ def main() -> None:
     link = AgentLink(ident, hello, on_command=lambda env: holder["deployer"].handle(env))
     deployer = Deployer(args.state_dir, ident, lambda topic, payload, qos: link.publish(topic, payload, qos=qos), emit,
                         storage_budget_bytes=args.budget, window=args.window, chunk_timeout_s=args.chunk_timeout,
-                        connection_count=lambda: link.connects, tick_interval_s=0.1, acceptance_runs=5)
+                        connection_count=lambda: link.connects, tick_interval_s=0.1, acceptance_runs=5,
+                        subscribe=link.subscribe, unsubscribe=link.unsubscribe)
     holder["deployer"] = deployer
     deployer.resume()
     link.start()

@@ -200,6 +200,23 @@ def test_device_publishes_own_topics_and_receives_own_commands(auth, dynsec_brok
 
 @needs_dynsec
 @pytest.mark.parametrize("protocol", ["v5", "v311"])
+def test_devices_read_broadcast_topics_only_the_coordinator_writes_them(auth, dynsec_broker, peers, protocol):
+    coord = connected(peers(dynsec_broker, COORD, COORD_PW, "coord-1"))
+    a = connected(peers(dynsec_broker, "dev-a", "pw-a", protocol=PROTOCOLS[protocol]))
+    topic = topics.broadcast("ab" * 16)
+    assert not a.subscribe(topic).is_failure
+    assert a.subscribe("ef/v1/#").is_failure  # the broadcast grant opens nothing else
+    assert not coord.publish(topic, b"sealed chunk").is_failure
+    msg = a.next_message()
+    assert msg is not None and (msg.topic, msg.payload) == (topic, b"sealed chunk")
+    rc = a.publish(topic, b"forged chunk")
+    if protocol == "v5":
+        assert rc.is_failure and rc.getName() == "Not authorized"
+    assert a.next_message(QUIET) is None  # the forged chunk never reached a subscriber
+
+
+@needs_dynsec
+@pytest.mark.parametrize("protocol", ["v5", "v311"])
 def test_device_cannot_publish_to_another_devices_topics(auth, dynsec_broker, peers, protocol):
     coord = connected(peers(dynsec_broker, COORD, COORD_PW, "coord-1"))
     assert not coord.subscribe(f"{topics.ROOT}/#").is_failure  # sees any device topic

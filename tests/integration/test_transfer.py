@@ -189,3 +189,123 @@ def test_blobs_not_granted_to_the_device_get_an_error_chunk(setup):
     while not b.chunks.empty():
         leftovers.append(b.chunks.get_nowait())
     assert all(c.sha256 != model_sha or (c.error and not c.data) for c in leftovers)
+
+
+# -- broadcast: the agent's own link and Fetcher against the blob server's broadcaster ------------------
+
+
+class BroadcastDevice:
+    """AgentLink (SUBACK-paced subscribe, broadcast envelopes) + Fetcher + BlobDownload, as the Deployer wires them."""
+
+    def __init__(self, broker: MosquittoProcess, device_id: str, tmp, sha: str, size: int, protocol: str = "5"):
+        import time as _time
+
+        from agent.identity import Identity, MqttIdentity
+        from agent.link import AgentLink
+        from agent.transfer import BlobDownload, Fetcher
+        from edgefleet.v1 import device_pb2
+
+        ident = Identity(device_id=device_id, device_name=device_id, coordinator="127.0.0.1:1",
+                         mqtt=MqttIdentity(url=f"mqtt://{broker.host}:{broker.port}", client_id=device_id, username="", password="",
+                                           protocol=protocol, session_expiry_s=0),
+                         public_key_hex="", key_id="")
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.link = AgentLink(ident, lambda: device_pb2.Hello(protocol_version=1), on_command=self._on_env)
+        self.fetcher = Fetcher(self._send, clock=_time.monotonic, window=8, timeout_s=5.0)
+        self.fetcher.enable_broadcast(self.link.subscribe, self.link.unsubscribe)  # done() runs on the link's worker
+        self.download = BlobDownload(tmp / device_id, sha, size, CHUNK)
+        self.device_id = device_id
+
+    def _send(self, req) -> None:
+        self.link.publish(topics.blob_req(self.device_id), envelope.encode(self.device_id, blob_request=req), qos=1)
+
+    def _on_env(self, env) -> None:
+        if env.WhichOneof("body") != "blob_chunk":
+            return
+        with self.lock:
+            self.fetcher.on_chunk(env.blob_chunk)
+            if self.download.complete:
+                self.done.set()
+
+    def start(self, offer=None) -> "BroadcastDevice":
+        self.link.start()
+        assert self.link.connected.wait(WAIT_S)
+        with self.lock:
+            if offer is not None:
+                self.fetcher.set_offers([offer])
+            self.fetcher.add(self.download)
+            self.fetcher.pump()
+        return self
+
+    def stop(self) -> None:
+        self.link.stop()
+        self.download.close()
+
+
+def _blob_server_stats(server):
+    return server.broadcaster.stats["chunks"], server.stats["chunks"]
+
+
+def test_broadcast_once_for_ready_devices_and_a_late_joiner_repaired_by_unicast(setup, tmp_path):
+    from coordinator.transfer.grants import grant
+
+    sha, data = setup.blobs["model"]
+    with setup.server.grants.store.session() as s:
+        grant(s, setup.b, sha, sequence=9, at=__import__("datetime").datetime.now(__import__("datetime").timezone.utc))
+    c = setup.server  # the broadcaster waits 2 s after the first ready device for the others
+    offer = c.open_broadcast(sha, CHUNK, [setup.a, setup.b, "cam-late"])
+    ready = [BroadcastDevice(setup.broker, d, tmp_path, sha, len(data)).start(offer) for d in (setup.a, setup.b)]
+    try:
+        for d in ready:
+            assert d.done.wait(WAIT_S), f"{d.device_id} did not get the blob"
+            assert d.download.digest() == sha and d.fetcher.broadcast_chunks == 16 and d.fetcher.requested == 0
+        assert _blob_server_stats(c) == (16, 0)  # 16 publishes for both devices, none by unicast
+
+        # A device that comes after the broadcast: told `end` at once, fetches everything by unicast.
+        late = BroadcastDevice(setup.broker, setup.a, tmp_path / "late", sha, len(data)).start(offer)
+        ready.append(late)
+        assert late.done.wait(WAIT_S) and late.download.digest() == sha
+        assert late.fetcher.broadcast_chunks == 0 and _blob_server_stats(c) == (16, 16)
+    finally:
+        for d in ready:
+            d.stop()
+
+
+def test_broadcast_over_mqtt_311(setup, tmp_path):
+    sha, data = setup.blobs["model"]
+    offer = setup.server.open_broadcast(sha, CHUNK, [setup.a])
+    d = BroadcastDevice(setup.broker, setup.a, tmp_path, sha, len(data), protocol="3.1.1").start(offer)
+    try:
+        assert d.done.wait(WAIT_S) and d.download.digest() == sha and d.fetcher.broadcast_chunks == 16
+    finally:
+        d.stop()
+
+
+def test_a_device_without_the_key_reads_only_ciphertext(setup, tmp_path):
+    sha, data = setup.blobs["model"]
+    offer = setup.server.open_broadcast(sha, CHUNK, [setup.a])
+    eavesdropped: queue.Queue = queue.Queue()
+    spy = session.make_client("spy", "5")
+    spy.on_connect = lambda client, ud, flags, rc, props: client.subscribe(topics.all_broadcasts(), qos=1)
+    spy.on_subscribe = lambda *a: eavesdropped.put("subscribed")
+    spy.on_message = lambda client, ud, msg: eavesdropped.put(envelope.decode(bytes(msg.payload)).blob_chunk)
+    session.connect_async(spy, session.parse_broker_url(f"mqtt://{setup.broker.host}:{setup.broker.port}"), keepalive=30, session_expiry_s=0)
+    spy.loop_start()
+    try:
+        assert eavesdropped.get(timeout=WAIT_S) == "subscribed"
+        d = BroadcastDevice(setup.broker, setup.a, tmp_path, sha, len(data)).start(offer)
+        try:
+            assert d.done.wait(WAIT_S)
+        finally:
+            d.stop()
+        seen = []
+        while len(seen) < 17:
+            seen.append(eavesdropped.get(timeout=WAIT_S))
+        assert seen[-1].end and all(c.transfer_id == offer.transfer_id for c in seen)
+        for c in seen[:-1]:
+            plain = data[c.offset:c.offset + CHUNK]
+            assert c.data != plain and plain[:32] not in c.data
+    finally:
+        spy.disconnect()
+        spy.loop_stop()

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from edgefleet.v1 import manifest_pb2 as edgefleet_dot_v1_dot_manifest__pb2
+from edgefleet.v1 import transfer_pb2 as edgefleet_dot_v1_dot_transfer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65\x64gefleet/v1/commands.proto\x12\x0c\x65\x64gefleet.v1\x1a\x1b\x65\x64gefleet/v1/manifest.proto\"\xfc\x01\n\x07\x43ommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12&\n\x06\x64\x65ploy\x18\n \x01(\x0b\x32\x14.edgefleet.v1.DeployH\x00\x12*\n\x08rollback\x18\x0b \x01(\x0b\x32\x16.edgefleet.v1.RollbackH\x00\x12/\n\x07profile\x18\x0c \x01(\x0b\x32\x1c.edgefleet.v1.ProfileRequestH\x00\x12,\n\x06\x63onfig\x18\r \x01(\x0b\x32\x1a.edgefleet.v1.ConfigUpdateH\x00\x12\"\n\x04ping\x18\x0e \x01(\x0b\x32\x12.edgefleet.v1.PingH\x00\x42\x06\n\x04kind\"8\n\x06\x44\x65ploy\x12.\n\x08manifest\x18\x01 \x01(\x0b\x32\x1c.edgefleet.v1.SignedManifest\"X\n\rRollbackOrder\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\nrollout_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x0e\n\x06reason\x18\x04 \x01(\t\"<\n\x08Rollback\x12\r\n\x05order\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"t\n\x0eProfileRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\ncandidates\x18\x02 \x03(\x0b\x32\x1c.edgefleet.v1.SignedManifest\x12\x0e\n\x06warmup\x18\x03 \x01(\r\x12\x0c\n\x04runs\x18\x04 \x01(\r\"\xa5\x01\n\x0c\x43onfigUpdate\x12\x1c\n\x14telemetry_interval_s\x18\x01 \x01(\r\x12\x13\n\x0bnum_threads\x18\x02 \x01(\r\x12\x34\n\x05\x65xtra\x18\x03 \x03(\x0b\x32%.edgefleet.v1.ConfigUpdate.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x15\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65\x64gefleet/v1/commands.proto\x12\x0c\x65\x64gefleet.v1\x1a\x1b\x65\x64gefleet/v1/manifest.proto\x1a\x1b\x65\x64gefleet/v1/transfer.proto\"\xfc\x01\n\x07\x43ommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12&\n\x06\x64\x65ploy\x18\n \x01(\x0b\x32\x14.edgefleet.v1.DeployH\x00\x12*\n\x08rollback\x18\x0b \x01(\x0b\x32\x16.edgefleet.v1.RollbackH\x00\x12/\n\x07profile\x18\x0c \x01(\x0b\x32\x1c.edgefleet.v1.ProfileRequestH\x00\x12,\n\x06\x63onfig\x18\r \x01(\x0b\x32\x1a.edgefleet.v1.ConfigUpdateH\x00\x12\"\n\x04ping\x18\x0e \x01(\x0b\x32\x12.edgefleet.v1.PingH\x00\x42\x06\n\x04kind\"i\n\x06\x44\x65ploy\x12.\n\x08manifest\x18\x01 \x01(\x0b\x32\x1c.edgefleet.v1.SignedManifest\x12/\n\nbroadcasts\x18\x02 \x03(\x0b\x32\x1b.edgefleet.v1.BlobBroadcast\"X\n\rRollbackOrder\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\nrollout_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x0e\n\x06reason\x18\x04 \x01(\t\"<\n\x08Rollback\x12\r\n\x05order\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"t\n\x0eProfileRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\ncandidates\x18\x02 \x03(\x0b\x32\x1c.edgefleet.v1.SignedManifest\x12\x0e\n\x06warmup\x18\x03 \x01(\r\x12\x0c\n\x04runs\x18\x04 \x01(\r\"\xa5\x01\n\x0c\x43onfigUpdate\x12\x1c\n\x14telemetry_interval_s\x18\x01 \x01(\r\x12\x13\n\x0bnum_threads\x18\x02 \x01(\r\x12\x34\n\x05\x65xtra\x18\x03 \x03(\x0b\x32%.edgefleet.v1.ConfigUpdate.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x15\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +35,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONFIGUPDATE_EXTRAENTRY']._loaded_options = None
   _globals['_CONFIGUPDATE_EXTRAENTRY']._serialized_options = b'8\001'
-  _globals['_COMMAND']._serialized_start=75
-  _globals['_COMMAND']._serialized_end=327
-  _globals['_DEPLOY']._serialized_start=329
-  _globals['_DEPLOY']._serialized_end=385
-  _globals['_ROLLBACKORDER']._serialized_start=387
-  _globals['_ROLLBACKORDER']._serialized_end=475
-  _globals['_ROLLBACK']._serialized_start=477
-  _globals['_ROLLBACK']._serialized_end=537
-  _globals['_PROFILEREQUEST']._serialized_start=539
-  _globals['_PROFILEREQUEST']._serialized_end=655
-  _globals['_CONFIGUPDATE']._serialized_start=658
-  _globals['_CONFIGUPDATE']._serialized_end=823
-  _globals['_CONFIGUPDATE_EXTRAENTRY']._serialized_start=779
-  _globals['_CONFIGUPDATE_EXTRAENTRY']._serialized_end=823
-  _globals['_PING']._serialized_start=825
-  _globals['_PING']._serialized_end=846
+  _globals['_COMMAND']._serialized_start=104
+  _globals['_COMMAND']._serialized_end=356
+  _globals['_DEPLOY']._serialized_start=358
+  _globals['_DEPLOY']._serialized_end=463
+  _globals['_ROLLBACKORDER']._serialized_start=465
+  _globals['_ROLLBACKORDER']._serialized_end=553
+  _globals['_ROLLBACK']._serialized_start=555
+  _globals['_ROLLBACK']._serialized_end=615
+  _globals['_PROFILEREQUEST']._serialized_start=617
+  _globals['_PROFILEREQUEST']._serialized_end=733
+  _globals['_CONFIGUPDATE']._serialized_start=736
+  _globals['_CONFIGUPDATE']._serialized_end=901
+  _globals['_CONFIGUPDATE_EXTRAENTRY']._serialized_start=857
+  _globals['_CONFIGUPDATE_EXTRAENTRY']._serialized_end=901
+  _globals['_PING']._serialized_start=903
+  _globals['_PING']._serialized_end=924
 # @@protoc_insertion_point(module_scope)

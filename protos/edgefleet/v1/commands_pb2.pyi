@@ -1,4 +1,5 @@
 from edgefleet.v1 import manifest_pb2 as _manifest_pb2
+from edgefleet.v1 import transfer_pb2 as _transfer_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -24,10 +25,12 @@ class Command(_message.Message):
     def __init__(self, command_id: _Optional[str] = ..., deploy: _Optional[_Union[Deploy, _Mapping]] = ..., rollback: _Optional[_Union[Rollback, _Mapping]] = ..., profile: _Optional[_Union[ProfileRequest, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ...) -> None: ...
 
 class Deploy(_message.Message):
-    __slots__ = ("manifest",)
+    __slots__ = ("manifest", "broadcasts")
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    BROADCASTS_FIELD_NUMBER: _ClassVar[int]
     manifest: _manifest_pb2.SignedManifest
-    def __init__(self, manifest: _Optional[_Union[_manifest_pb2.SignedManifest, _Mapping]] = ...) -> None: ...
+    broadcasts: _containers.RepeatedCompositeFieldContainer[_transfer_pb2.BlobBroadcast]
+    def __init__(self, manifest: _Optional[_Union[_manifest_pb2.SignedManifest, _Mapping]] = ..., broadcasts: _Optional[_Iterable[_Union[_transfer_pb2.BlobBroadcast, _Mapping]]] = ...) -> None: ...
 
 class RollbackOrder(_message.Message):
     __slots__ = ("device_id", "rollout_id", "sequence", "reason")

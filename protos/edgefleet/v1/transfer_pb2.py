@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65\x64gefleet/v1/transfer.proto\x12\x0c\x65\x64gefleet.v1\"B\n\x0b\x42lobRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0f\n\x07offsets\x18\x02 \x03(\x04\x12\x12\n\nchunk_size\x18\x03 \x01(\r\"\\\n\tBlobChunk\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x12\n\ntotal_size\x18\x04 \x01(\x04\x12\r\n\x05\x65rror\x18\x05 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65\x64gefleet/v1/transfer.proto\x12\x0c\x65\x64gefleet.v1\"f\n\x0b\x42lobRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0f\n\x07offsets\x18\x02 \x03(\x04\x12\x12\n\nchunk_size\x18\x03 \x01(\r\x12\x13\n\x0btransfer_id\x18\x04 \x01(\t\x12\r\n\x05ready\x18\x05 \x01(\x08\"~\n\tBlobChunk\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x12\n\ntotal_size\x18\x04 \x01(\x04\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x13\n\x0btransfer_id\x18\x06 \x01(\t\x12\x0b\n\x03\x65nd\x18\x07 \x01(\x08\"U\n\rBlobBroadcast\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x13\n\x0btransfer_id\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\x0c\x12\x12\n\nchunk_size\x18\x04 \x01(\rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgefleet.v1.transfer_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_BLOBREQUEST']._serialized_start=45
-  _globals['_BLOBREQUEST']._serialized_end=111
-  _globals['_BLOBCHUNK']._serialized_start=113
-  _globals['_BLOBCHUNK']._serialized_end=205
+  _globals['_BLOBREQUEST']._serialized_end=147
+  _globals['_BLOBCHUNK']._serialized_start=149
+  _globals['_BLOBCHUNK']._serialized_end=275
+  _globals['_BLOBBROADCAST']._serialized_start=277
+  _globals['_BLOBBROADCAST']._serialized_end=362
 # @@protoc_insertion_point(module_scope)

@@ -196,3 +196,38 @@ def test_trial_outcome_from_the_monitor(tmp_path: Path, signer, models, ok):
     assert last.state == (events_pb2.INSTALL_STATE_COMMITTED if ok else events_pb2.INSTALL_STATE_ROLLED_BACK)
     assert (deployer.active_model() is not None) == ok
     assert not deployer.trial_active() and not deployer.commit()
+
+
+def test_a_deploy_with_a_broadcast_offer_installs_from_the_broadcast(tmp_path: Path, signer, models):
+    """The Deploy command's offer reaches the Fetcher before the command: the download subscribes, says
+    ready after the SUBACK, stores the broadcast (sealed) chunks and asks nothing by unicast."""
+    from edgefleet import blobcrypt, topics
+    from edgefleet.v1 import transfer_pb2
+
+    inline = InlineServer()
+    events = Events()
+    subscribed: dict[str, object] = {}
+    deployer = inline.deployer = Deployer(tmp_path, harness.identity(signer), inline.publish, events, threaded=False,
+                                          acceptance_runs=3, subscribe=lambda topic, done: subscribed.__setitem__(topic, done),
+                                          unsubscribe=subscribed.pop)
+    deployer.resume()
+    model = (models / "float32.tflite").read_bytes()
+    sha = inline.server.add(model)
+    m = harness.manifest(model, version="1", sequence=1, chunk_size=4096)
+    tid, key = blobcrypt.new_transfer()
+    offer = transfer_pb2.BlobBroadcast(sha256=sha, transfer_id=tid, key=key, chunk_size=4096)
+    cmd = commands_pb2.Command(command_id="c1", deploy=commands_pb2.Deploy(manifest=signer.manifest(m), broadcasts=[offer]))
+    deployer.handle(command(cmd))
+    topic = topics.broadcast(tid)
+    assert list(subscribed) == [topic] and inline.pending == []  # nothing asked before the SUBACK
+    subscribed[topic](True)
+    assert [(r.ready, r.transfer_id, list(r.offsets)) for r in inline.pending] == [(True, tid, [])]
+    inline.pending.clear()
+    cipher = blobcrypt.ChunkCipher(key, tid, sha)
+    for i, offset in enumerate(range(0, len(model), 4096)):
+        chunk = transfer_pb2.BlobChunk(sha256=sha, offset=offset, total_size=len(model), transfer_id=tid,
+                                       data=cipher.seal(i, model[offset:offset + 4096]))
+        deployer.handle(envelope.wrap("", blob_chunk=chunk))
+    events.wait(committed("1"), timeout=10)
+    assert inline.pending == [] and topic not in subscribed  # no unicast, and unsubscribed
+    assert deployer.installer.fetcher.broadcast_chunks == -(-len(model) // 4096)

@@ -157,3 +157,141 @@ def test_chunks_are_asked_for_in_batches_of_refill(tmp_path):
 def test_refill_must_fit_the_window(refill):
     with pytest.raises(ValueError, match="refill must be between 1 and the window"):
         Fetcher(lambda r: None, clock=FakeClock(), window=8, refill=refill)
+
+
+# -- broadcast ------------------------------------------------------------------------------------
+
+from edgefleet import blobcrypt, topics  # noqa: E402
+
+COUNT = len(DATA) // CHUNK
+
+
+class Subs:
+    """The link's subscribe/unsubscribe: SUBACKs are answered by the test."""
+
+    def __init__(self):
+        self.pending: dict[str, object] = {}
+        self.active: set[str] = set()
+
+    def subscribe(self, topic, done):
+        self.pending[topic] = done
+
+    def unsubscribe(self, topic):
+        self.active.discard(topic)
+
+    def suback(self, topic, granted=True):
+        if granted:
+            self.active.add(topic)
+        self.pending.pop(topic)(granted)
+
+
+def broadcast_setup(tmp_path, window=4, timeout_s=5.0):
+    tid, key = blobcrypt.new_transfer()
+    offer = transfer_pb2.BlobBroadcast(sha256=SHA, transfer_id=tid, key=key, chunk_size=CHUNK)
+    clock = FakeClock()
+    sent: list[transfer_pb2.BlobRequest] = []
+    fetcher = Fetcher(sent.append, clock=clock, window=window, timeout_s=timeout_s)
+    subs = Subs()
+    fetcher.enable_broadcast(subs.subscribe, subs.unsubscribe)
+    assert fetcher.set_offers([offer]) == 1
+    download = BlobDownload(tmp_path, SHA, len(DATA), CHUNK)
+    fetcher.add(download)
+    fetcher.pump()
+    return fetcher, download, sent, clock, subs, offer
+
+
+def sealed(offer, index, data=None, key=None):
+    cipher = blobcrypt.ChunkCipher(key or offer.key, offer.transfer_id, SHA)
+    plain = DATA[index * CHUNK:(index + 1) * CHUNK]
+    return transfer_pb2.BlobChunk(sha256=SHA, offset=index * CHUNK, total_size=len(DATA), transfer_id=offer.transfer_id,
+                                  data=data if data is not None else cipher.seal(index, plain))
+
+
+def end(offer):
+    return transfer_pb2.BlobChunk(sha256=SHA, transfer_id=offer.transfer_id, end=True)
+
+
+def test_broadcast_download_subscribes_says_ready_and_asks_nothing_by_unicast(tmp_path):
+    fetcher, download, sent, clock, subs, offer = broadcast_setup(tmp_path)
+    topic = topics.broadcast(offer.transfer_id)
+    assert list(subs.pending) == [topic] and sent == []  # nothing asked before the SUBACK
+    subs.suback(topic)
+    assert len(sent) == 1 and sent[0].ready and sent[0].transfer_id == offer.transfer_id and not sent[0].offsets
+    kinds = [fetcher.on_chunk(sealed(offer, i)).kind for i in range(COUNT)]
+    assert kinds == ["stored"] * COUNT and len(sent) == 1  # every chunk from the broadcast, no unicast
+    assert download.complete and download.digest() == SHA and fetcher.broadcast_chunks == COUNT
+    assert topic not in subs.active  # unsubscribed once complete
+    assert fetcher.on_chunk(end(offer)).kind == "duplicate" and len(sent) == 1
+
+
+def test_a_late_joiner_gets_the_rest_from_the_broadcast_and_the_start_by_unicast(tmp_path):
+    fetcher, download, sent, clock, subs, offer = broadcast_setup(tmp_path, window=10)
+    subs.suback(topics.broadcast(offer.transfer_id))
+    for i in range(4, COUNT):  # subscribed after chunks 0-3 went out
+        assert fetcher.on_chunk(sealed(offer, i)).kind == "stored"
+    assert offsets(sent) == []
+    fetcher.on_chunk(end(offer))
+    assert offsets(sent) == [0, 1000, 2000, 3000] and not sent[-1].ready
+    for o in offsets(sent):
+        fetcher.on_chunk(chunk(o))
+    assert download.complete and download.digest() == SHA
+
+
+def test_a_tampered_or_foreign_broadcast_chunk_is_rejected_and_fetched_again(tmp_path):
+    fetcher, download, sent, clock, subs, offer = broadcast_setup(tmp_path, window=10)
+    subs.suback(topics.broadcast(offer.transfer_id))
+    good = sealed(offer, 2).data
+    flipped = bytes([good[0] ^ 1]) + good[1:]
+    outcome = fetcher.on_chunk(sealed(offer, 2, data=flipped))
+    assert outcome.kind == "dropped" and "does not authenticate" in outcome.reason
+    other_key = blobcrypt.new_transfer()[1]  # a device without the key sees only ciphertext it cannot open
+    assert fetcher.on_chunk(sealed(offer, 3, key=other_key)).kind == "dropped"
+    assert fetcher.broadcast_rejected == 2 and 2000 not in download.have and 3000 not in download.have
+    for i in range(COUNT):
+        if i not in (2, 3):
+            fetcher.on_chunk(sealed(offer, i))
+    fetcher.on_chunk(end(offer))
+    assert offsets(sent) == [2000, 3000]  # repaired by unicast
+    fetcher.on_chunk(chunk(2000))
+    fetcher.on_chunk(chunk(3000))
+    assert download.complete and download.digest() == SHA
+
+
+def test_without_the_key_the_broadcast_is_ignored(tmp_path):
+    clock = FakeClock()
+    fetcher = Fetcher(lambda r: None, clock=clock, window=4)
+    download = BlobDownload(tmp_path, SHA, len(DATA), CHUNK)
+    fetcher.add(download)
+    tid, key = blobcrypt.new_transfer()
+    offer = transfer_pb2.BlobBroadcast(sha256=SHA, transfer_id=tid, key=key, chunk_size=CHUNK)
+    assert fetcher.on_chunk(sealed(offer, 0)).kind == "unknown" and not download.have
+
+
+def test_a_quiet_broadcast_falls_back_to_unicast(tmp_path):
+    fetcher, download, sent, clock, subs, offer = broadcast_setup(tmp_path, window=3, timeout_s=5.0)
+    subs.suback(topics.broadcast(offer.transfer_id))
+    fetcher.on_chunk(sealed(offer, 0))
+    clock.advance(4.9)
+    fetcher.expire()
+    assert offsets(sent) == []
+    clock.advance(0.2)
+    fetcher.expire()
+    assert offsets(sent) == [1000, 2000, 3000] and not fetcher.broadcasting(SHA)
+
+
+def test_a_refused_subscription_or_a_reconnect_means_unicast(tmp_path):
+    fetcher, download, sent, clock, subs, offer = broadcast_setup(tmp_path, window=2)
+    subs.suback(topics.broadcast(offer.transfer_id), granted=False)
+    assert offsets(sent) == [0, 1000] and not any(r.ready for r in sent)
+
+    fetcher, download, sent, clock, subs, offer = broadcast_setup(tmp_path / "b", window=2)
+    subs.suback(topics.broadcast(offer.transfer_id))
+    fetcher.forget_outstanding()
+    assert offsets(sent) == [0, 1000] and topics.broadcast(offer.transfer_id) not in subs.active
+
+
+def test_malformed_offers_are_ignored(tmp_path):
+    fetcher = Fetcher(lambda r: None, clock=FakeClock())
+    bad = [transfer_pb2.BlobBroadcast(sha256=SHA, transfer_id="x/#", key=b"k" * 32, chunk_size=CHUNK),
+           transfer_pb2.BlobBroadcast(sha256=SHA, transfer_id="a" * 32, key=b"short", chunk_size=CHUNK)]
+    assert fetcher.set_offers(bad) == 0
