@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from coordinator.optimize.errors import ModelError
+from coordinator.optimize.graph import Graph
 
 MODES = ("fp32", "float16", "dynamic", "int8", "int16x8")
 
@@ -52,7 +53,31 @@ def convert(source: Any, mode: str = "fp32", *, representative: np.ndarray | Non
     if mode not in MODES:
         raise ValueError(f"unknown conversion mode {mode!r}; expected one of {', '.join(MODES)}")
     fn, owner = _concrete_function(source)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], owner)
+    data = _convert(fn, owner, mode, representative)
+    if _variable_ops(data):
+        # Keras 3 models (and some SavedModels) come out of from_concrete_functions reading their weights
+        # from resource variables that the file never initializes: the device would compute on whatever
+        # memory the arena holds. Freeze the variables into constants and convert again.
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        data = _convert(convert_variables_to_constants_v2(fn), None, mode, representative)
+        left = _variable_ops(data)
+        if left:
+            raise ConversionError(f"{mode} conversion left resource-variable ops ({', '.join(left)}) after freezing: "
+                                  "the weights would not be in the file")
+    return data
+
+
+VARIABLE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
+
+
+def _variable_ops(data: bytes) -> list[str]:
+    return [name for name in Graph(data).op_names() if name in VARIABLE_OPS]
+
+
+def _convert(fn: Any, owner: Any, mode: str, representative: np.ndarray | None) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], owner) if owner is not None \
+        else tf.lite.TFLiteConverter.from_concrete_functions([fn])
     if mode != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
