@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -95,8 +96,6 @@ def run_parser() -> argparse.ArgumentParser:
 
 def parse_run(argv: Sequence[str], environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Flags, then environment variables, then defaults (typer's order)."""
-    import os
-
     environ = os.environ if environ is None else environ
     parser = run_parser()
     namespace = parser.parse_args(list(argv))
@@ -113,10 +112,21 @@ def parse_run(argv: Sequence[str], environ: dict[str, str] | None = None) -> dic
     return values
 
 
+# glibc malloc arenas for the daemon (agent.runtime.memory.limit_malloc_arenas); MALLOC_ARENA_MAX overrides.
+RUN_MALLOC_ARENAS = 2
+
+
 def run_agent(*, state_dir: Path, profile: str | None, mqtt_protocol: str | None, keepalive: int | None, socket: Path | None,
               telemetry_interval: float | None, storage_budget: int | None, log_level: str) -> None:
     """The agent daemon until SIGTERM/SIGINT; errors exit 1 with a line naming what was wrong."""
     setup_logging(log_level)
+    # Before numpy loads: OpenBLAS would start a thread per core with its own buffers, resident for the
+    # daemon's life, for matrix products the agent never asks numpy for (LiteRT has its own kernels).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if "MALLOC_ARENA_MAX" not in os.environ:  # before the daemon's threads start allocating
+        from agent.runtime.memory import limit_malloc_arenas
+
+        limit_malloc_arenas(RUN_MALLOC_ARENAS)
     from agent.daemon import AgentDaemon
     from agent.identity import StateDirError
     from agent.profile import ProfileError

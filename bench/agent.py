@@ -5,7 +5,13 @@
 
 Models (built once with TensorFlow in a child process, cached in --cache, default
 /tmp/edgefleet-bench-agent): Keras MobileNetV2 alpha 0.35 at 96×96 (weights=None) and a small digits
-CNN (Conv 16 + Dense 64, trained for a few epochs on sklearn's load_digits), both float32 .tflite.
+CNN (Conv 16 + Dense 64, trained for a few epochs on sklearn's load_digits), both float32 .tflite,
+their variables frozen into constants before conversion. (Until build 3 they were not: Keras 3's
+variables stayed resource variables, the files carried no weights (180 kB and 4 kB instead of 6.7 MB
+and 153 kB), batch norm stayed unfolded, and the interpreter computed on uninitialized variable
+memory: 2.6 ms or 11 ms per invoke depending on that memory's contents, in whichever process. The
+build now refuses a conversion with variable ops. A fairer comparison, and a harder one: the real
+MobileNetV2 invokes in about 0.5 ms here, so the same overhead weighs five times more in the ratio.)
 
 The agent runs as a device runs it: `edge-agent run` on a state directory holding an identity (as
 enrollment writes it) and the model in its A/B slot with a manifest carrying calibration statistics
@@ -18,6 +24,10 @@ that rotates, of
   gRPC:  Predict over the gRPC unix socket (stub, one request built once and re-sent),
   fast:  Predict over the fast socket with agent.client.LocalClient (encodes the array and decodes the
          outputs on every call: what an app pays),
+  floor: the least any Predict from another process can cost: the input's raw bytes over a plain unix
+         socket to a minimal server in a child process (recv into a kept buffer, set_tensor, invoke,
+         the output's bytes back; no protobuf, checks or telemetry): the kernel's copies and two
+         thread wake-ups, which no API across a process boundary avoids (context for the targets),
 so that machine load drifting over seconds hits all alike; p50 over all rounds. Targets per transport: p50 ratio <= 1.10 on
 MobileNetV2, absolute p50 overhead <= 150 µs on digits. To tell the agent's own work from the
 transport it also times the model call the agent reports, the Predict handler called in this process
@@ -32,11 +42,12 @@ calling the interpreter itself pays per inference) for context; the targets use 
 Idle: a fresh `edge-agent run` with MobileNetV2 loaded (RSS in MB = 10^6 bytes, the target's unit, and
 MiB; USS; CPU over --idle-s seconds; targets <= 80 MB, <= 1 % of a core), measured twice in the same
 process: first with the model loaded and never invoked, then after it served --serve requests over each
-transport (LiteRT packs XNNPACK weights and sizes its buffers on the first invoke: a device that serves
-has those). Started two ways: the shipped command, and the same with MALLOC_ARENA_MAX=2 (glibc's
-per-thread malloc arenas: does capping them matter once request threads have allocated?). Also the
-RSS of imports the agent keeps for its life, each alone on top of numpy and protobuf, to show where
-the memory goes.
+transport (LiteRT sizes some buffers on the first invoke: a device that serves has those; the agent
+gives freed heap back once requests stop for 2 s, and keeps the .tflite's pages out of its RSS once
+XNNPACK has packed the weights: agent.runtime.memory). Started two ways: the shipped command (which
+caps glibc's malloc arenas at 2), and the same with MALLOC_ARENA_MAX at glibc's own default of 8 per
+core (what the cap saves once request threads have allocated). Also the RSS of imports the agent
+keeps for its life, each alone on top of numpy and protobuf, to show where the memory goes.
 """
 
 from __future__ import annotations
@@ -62,7 +73,7 @@ TARGET_RATIO = 1.10
 TARGET_OVERHEAD_US = 150.0
 TARGET_RSS_MB = 80.0
 TARGET_IDLE_CPU = 1.0
-BUILD_VERSION = "2"  # bump when the models change
+BUILD_VERSION = "3"  # bump when the models change (3: weights frozen into the .tflite)
 DEVICE_ID = "d-bench0000001"
 FORBIDDEN = ("tensorflow", "tf_keras", "keras", "coordinator")
 
@@ -85,8 +96,21 @@ def build(out: Path) -> None:
         def serve(x):
             return {"output": model(x, training=False)}
 
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
-        (out / f"{name}.tflite").write_bytes(converter.convert())
+        # Frozen first: with a Keras 3 model the converter otherwise keeps the weights as resource
+        # variables (VAR_HANDLE / READ_VARIABLE ops, no weight buffers, batch norm left unfolded), and
+        # the interpreter computes on uninitialized variable memory, at a speed that depends on it.
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+        data = converter.convert()
+        from ai_edge_litert.interpreter import Interpreter
+
+        ops = {op["op_name"] for op in Interpreter(model_content=data)._get_ops_details()}
+        if ops & {"VAR_HANDLE", "READ_VARIABLE"} or len(data) < model.count_params() * 2:
+            raise SystemExit(f"bench: {name} converted without its weights ({len(data)} bytes for "
+                             f"{model.count_params()} parameters; ops {sorted(ops)})")
+        (out / f"{name}.tflite").write_bytes(data)
 
     started = time.perf_counter()
     mobilenet = tf.keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights=None)
@@ -265,6 +289,83 @@ def interpreter_threads(model: Path) -> str:
     return f"{backend.describe()}, num_threads={threads}: the interpreter adds {added} thread(s) (XNNPACK workers)"
 
 
+def floor_server(model: Path, path: str) -> None:
+    """The least a Predict from another process can cost here: raw float32 bytes of the input over a
+    plain unix socket into a buffer that stays, set_tensor, invoke, the output's bytes back. No
+    protobuf, no checks, no telemetry, no locks: what is left is the kernel's copies and two thread
+    wake-ups, which any API across a process boundary pays."""
+    import socket
+
+    import numpy as np
+
+    from agent.runtime import select_backend
+
+    interpreter = select_backend(()).create_interpreter(model)
+    interpreter.allocate_tensors()
+    (detail,) = interpreter.get_input_details()
+    output_index = interpreter.get_output_details()[0]["index"]
+    shape = tuple(int(d) for d in detail["shape"])
+    buffer = bytearray(int(np.prod(shape)) * 4)
+    array, view = np.frombuffer(buffer, np.float32).reshape(shape), memoryview(buffer)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    conn, _ = listener.accept()
+    while True:
+        got = 0
+        while got < len(buffer):
+            n = conn.recv_into(view[got:], len(buffer) - got, socket.MSG_WAITALL)
+            if n == 0:
+                return
+            got += n
+        interpreter.set_tensor(detail["index"], array)
+        interpreter.invoke()
+        conn.sendall(interpreter.get_tensor(output_index).tobytes())
+
+
+class Floor:
+    """The client of floor_server, in a child process of its own."""
+
+    def __init__(self, model: Path, sample) -> None:
+        import socket
+
+        self.dir = Path(tempfile.mkdtemp(prefix="efb-floor-", dir="/tmp"))
+        path = self.dir / "floor.sock"
+        self.proc = subprocess.Popen([sys.executable, __file__, "floor", str(model), str(path)],
+                                     env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.DEVNULL)
+        self.request = memoryview(sample.astype("<f4").tobytes())
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        deadline, pause = time.monotonic() + 30, threading.Event()
+        while True:
+            try:
+                self.sock.connect(str(path))
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    sys.exit("bench: the floor server did not start")
+                pause.wait(0.05)
+        self.reply = bytearray(65536)
+        self.reply_view = memoryview(self.reply)
+        self.reply_size = 0
+
+    def call(self) -> None:
+        self.sock.sendall(self.request)
+        got = self.sock.recv_into(self.reply_view)
+        if self.reply_size == 0:  # the first reply's size (the output's bytes) is every reply's
+            import select
+
+            while select.select([self.sock], [], [], 0.2)[0]:
+                got += self.sock.recv_into(self.reply_view[got:])
+            self.reply_size = got
+        while got < self.reply_size:
+            got += self.sock.recv_into(self.reply_view[got:self.reply_size])
+
+    def close(self) -> None:
+        self.sock.close()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def compare(name: str, model: Path, sample, calibration, broker: Broker, rounds: int, calls: int) -> dict[str, float]:
     import grpc
     import numpy as np
@@ -297,6 +398,7 @@ def compare(name: str, model: Path, sample, calibration, broker: Broker, rounds:
     handler = InferenceServicer(host, observer=collector).predict
 
     device = Device(model, calibration, broker, trace_imports=True)
+    floor = Floor(model, sample)
     try:
         channel = grpc.insecure_channel(f"unix:{device.socket}")
         stub = inference_pb2_grpc.InferenceStub(channel)
@@ -317,14 +419,14 @@ def compare(name: str, model: Path, sample, calibration, broker: Broker, rounds:
 
         for _ in range(50):  # warm-up: connections, threads, caches
             grpc_predict(), fast_predict(), handler(request), interpreter.invoke()
-            stub.Health(empty, timeout=10), client.health()
+            stub.Health(empty, timeout=10), client.health(), floor.call()
         for values in reported.values():
             del values[:]
-        raw, over_grpc, over_fast, in_process, grpc_floor, fast_floor, raw_with_io = [], [], [], [], [], [], []
-        sides = [(interpreter.invoke, raw), (grpc_predict, over_grpc), (fast_predict, over_fast)]
+        raw, over_grpc, over_fast, in_process, grpc_floor, fast_floor, raw_with_io, least = [], [], [], [], [], [], [], []
+        sides = [(interpreter.invoke, raw), (grpc_predict, over_grpc), (fast_predict, over_fast), (floor.call, least)]
         for index in range(rounds):
             # Short rounds in a rotating order: load that drifts over seconds hits every side alike.
-            for call, into in sides[index % 3:] + sides[:index % 3]:
+            for call, into in sides[index % 4:] + sides[:index % 4]:
                 timed(call, calls, into)
             timed(lambda: handler(request), calls, in_process)
             timed(raw_io, calls // 3, raw_with_io)
@@ -336,10 +438,12 @@ def compare(name: str, model: Path, sample, calibration, broker: Broker, rounds:
         if unexpected:
             sys.exit(f"bench: the agent imported {unexpected}")
     finally:
+        floor.close()
         device.close()
         host.close()
     raw_p50 = percentile(raw, 50)
     out = {"raw_p50_us": raw_p50, "raw_p95_us": percentile(raw, 95), "raw_io_p50_us": percentile(raw_with_io, 50),
+           "floor_p50_us": percentile(least, 50), "floor_ratio": percentile(least, 50) / raw_p50,
            "model_call_p50_us": percentile(reported["grpc"] + reported["fast"], 50), "handler_p50_us": percentile(in_process, 50)}
     for key, values, floor in (("grpc", over_grpc, grpc_floor), ("fast", over_fast, fast_floor)):
         p50 = percentile(values, 50)
@@ -411,6 +515,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "build":
         build(Path(sys.argv[2]))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "floor":
+        floor_server(Path(sys.argv[2]), sys.argv[3])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--calls", type=int, default=50, help="calls per round and side")
@@ -452,10 +559,14 @@ def main() -> None:
                 print(f"{name:<13}{label:<11}{r['raw_p50_us']:>7.0f}µs{r[f'{key}_p50_us']:>11.0f}µs{r[f'{key}_ratio']:>7.2f}"
                       f"{r[f'{key}_overhead_us']:>8.0f}µs{r['raw_p95_us']:>7.0f}µs{r[f'{key}_p95_us']:>11.0f}µs"
                       f"{r[f'{key}_health_p50_us']:>10.0f}µs")
+            print(f"{'':<13}floor (any cross-process call) p50 {r['floor_p50_us']:.0f}µs, ratio {r['floor_ratio']:.2f}, "
+                  f"+{r['floor_p50_us'] - r['raw_p50_us']:.0f}µs")
             print(f"{'':<13}model call p50 {r['model_call_p50_us']:.0f}µs, handler p50 {r['handler_p50_us']:.0f}µs, raw+io p50 "
                   f"{r['raw_io_p50_us']:.0f}µs; Predict p50 over the model call: gRPC {r['grpc_over_model_call_us']:.0f}µs, "
                   f"fast {r['fast_over_model_call_us']:.0f}µs")
-        print("model call: the latency the agent reports (LoadedModel.predict: checks, (de)quantization, the interpreter lock)\n"
+        print("floor: raw input bytes over a plain unix socket to another process, set_tensor, invoke, output bytes back\n"
+              "       (no protobuf, checks or telemetry): what any API across a process boundary pays on this machine;\n"
+              "model call: the latency the agent reports (LoadedModel.predict: checks, (de)quantization, the interpreter lock)\n"
               "handler: the whole Predict handler (decode, model call, summary, drift, telemetry, encode) called in this\n"
               "         process, no transport; Health: an empty call over the same socket, the transport's floor here;\n"
               "over the model call: what the transport and the rest of the handler add to the agent's own interpreter\n"
@@ -463,7 +574,8 @@ def main() -> None:
               "raw+io: set_tensor, invoke, get_tensor in this process (an app running the interpreter itself)")
 
         rest = {}
-        variants = (("edge-agent run", {}), ("edge-agent run, MALLOC_ARENA_MAX=2", {"MALLOC_ARENA_MAX": "2"}))
+        glibc_default = str(8 * (os.cpu_count() or 1))
+        variants = (("edge-agent run", {}), (f"edge-agent run, MALLOC_ARENA_MAX={glibc_default}", {"MALLOC_ARENA_MAX": glibc_default}))
         for label, env in variants:
             rest[label] = idle(models / "mobilenetv2.tflite", mobilenet_sample, mobilenet_calibration, broker, env, args.idle_s,
                                args.serve)

@@ -19,6 +19,7 @@ import numpy as np
 
 from agent.runtime.backend import Backend
 from agent.runtime.errors import InvalidInput, ModelLoadError
+from agent.runtime.memory import drop_file_pages
 from agent.runtime.plugins import select_backend
 from agent.runtime.tensors import TensorBinding, bindings
 from edgefleet.v1 import manifest_pb2
@@ -65,6 +66,9 @@ class LoadedModel:
                 message += f" (backend: {backend.reason})"
             raise ModelLoadError(message) from exc
         load_ms = (time.perf_counter() - started) * 1e3
+        # The runtime has read the weights it needs (XNNPACK packed them): the file's pages need not
+        # stay in this process's RSS (agent.runtime.memory.drop_file_pages; read back if ever needed).
+        drop_file_pages(path)
         return cls(path, backend, interpreter, load_ms)
 
     # -- description --------------------------------------------------------------------------

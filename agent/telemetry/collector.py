@@ -29,6 +29,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from agent.runtime.memory import trim_heap
 from agent.serve.host import ModelKey, ServedModel
 from agent.serve.recent import Prediction
 from agent.telemetry.accuracy import ConfidenceMean, GoldenData, GoldenResult, GoldenSchedule, OnlineScore, OutputSummary
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 10.0
 DEFAULT_GOLDEN_EVERY_S = 15 * 60.0
+# Once requests stop for this long, the heap the burst left is given back (agent.runtime.memory).
+DEFAULT_IDLE_TRIM_S = 2.0
 # Drift bins at most one request per 20 ms (50 per second, 500 per 10 s window: enough for PSI over
 # 10 bins), so a busy model does not pay for binning on every request.
 DEFAULT_DRIFT_MIN_GAP_S = 0.02
@@ -100,9 +103,12 @@ class TelemetryCollector:
         emit: Callable[[telemetry_pb2.Telemetry], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        idle_trim_s: float = DEFAULT_IDLE_TRIM_S,
+        release_memory: Callable[[], object] | None = trim_heap,
     ) -> None:
         """`golden(served)` returns the (x, y) golden set the install kept for that model, or None.
-        `emit(telemetry)` receives each window's message from the background loop (start())."""
+        `emit(telemetry)` receives each window's message from the background loop (start()).
+        `release_memory()` runs once in that loop when requests stopped for `idle_trim_s` (None: never)."""
         if interval_s <= 0:
             raise ValueError(f"telemetry interval must be above 0 s, got {interval_s}")
         if latency_factor <= 0:
@@ -124,6 +130,11 @@ class TelemetryCollector:
         self._window_start_wall = wall_clock()
         self._sequence_path = Path(sequence_path) if sequence_path is not None else None
         self._sequence = _read_sequence(self._sequence_path)
+        self._idle_trim_s = idle_trim_s
+        self._release_memory = release_memory
+        self._served = 0            # requests since start (on_predict, on_error): the idle check compares it
+        self._served_seen = 0
+        self._release_pending = False
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -142,6 +153,7 @@ class TelemetryCollector:
                     stats.window = previous.window  # the window's figures still get reported
                 self._stats[served.key] = stats
                 self._current = served.key
+            self._release_pending = True  # loading a model leaves freed scratch behind (file reads, packing)
         self._wake.set()  # evaluate the golden set now
 
     # -- the servicer reports requests (InferenceObserver) ------------------------------------
@@ -157,6 +169,7 @@ class TelemetryCollector:
         stats = self._stats_for(served)
         latency_ms *= self.latency_factor
         with self._lock:  # one step, so a window closing meanwhile never splits a request from its latency
+            self._served += 1
             for counts in (stats.window, stats.life):
                 counts.requests += 1
                 counts.latency.observe(latency_ms)
@@ -173,6 +186,7 @@ class TelemetryCollector:
     def on_error(self, served: ServedModel, kind: str) -> None:
         stats = self._stats_for(served)
         with self._lock:
+            self._served += 1
             for counts in (stats.window, stats.life):
                 counts.requests += 1
                 counts.errors += 1
@@ -311,6 +325,24 @@ class TelemetryCollector:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def release_if_idle(self) -> bool:
+        """Called every `idle_trim_s` by the loop: True when it released memory now, i.e. requests came
+        (or a model was activated) since the last release, and no request since the previous call."""
+        served = self._served
+        if served != self._served_seen:  # still serving (or just started): check again later
+            self._served_seen = served
+            self._release_pending = True
+            return False
+        if not self._release_pending or self._release_memory is None:
+            return False
+        self._release_pending = False
+        try:
+            self._release_memory()
+        except Exception:  # noqa: BLE001 - memory housekeeping must not end telemetry
+            log.exception("releasing idle memory failed")
+        log.debug("idle after %d requests: freed heap returned to the system", served)
+        return True
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
@@ -318,8 +350,11 @@ class TelemetryCollector:
                 self.tick()
             except Exception:  # noqa: BLE001 - one bad window must not end telemetry
                 log.exception("telemetry window failed")
+            self.release_if_idle()
             remaining = self.interval_s - (self._clock() - self._window_start)
-            self._wake.wait(min(max(remaining, 0.05), self.interval_s))
+            # Also every idle_trim_s, to see requests stop (a wake-up costs microseconds; a per-request
+            # signal would cost every request).
+            self._wake.wait(min(max(remaining, 0.05), self.interval_s, self._idle_trim_s))
 
 
 def _read_sequence(path: Path | None) -> int:

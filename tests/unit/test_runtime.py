@@ -475,3 +475,53 @@ def test_profile_in_a_child_process(models: Path) -> None:
     assert figures["peak_rss_bytes"] >= figures["baseline_rss_bytes"] > 0
     with pytest.raises(ModelLoadError, match="BesselI0e"):
         profile(models / "custom_op.tflite")
+
+
+# -- memory ---------------------------------------------------------------------------------------
+
+
+def _mapping_rss_kb(path: Path) -> int:
+    target, total, inside = str(path.resolve()), 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            if "-" in line.split(" ", 1)[0] and len(line.split()) >= 5 and ":" not in line.split()[0]:
+                inside = line.rstrip("\n").endswith(target)
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
+def test_drop_file_pages_leaves_the_contents_readable(tmp_path: Path) -> None:
+    import mmap
+
+    from agent.runtime.memory import drop_file_pages
+
+    path = tmp_path / "weights.bin"
+    data = np.random.default_rng(0).integers(0, 255, size=4 << 20, dtype=np.uint8).tobytes()
+    path.write_bytes(data)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+        assert mapped[:] == data  # every page touched: resident
+        assert _mapping_rss_kb(path) >= 4000
+        assert drop_file_pages(path) >= len(data)
+        assert _mapping_rss_kb(path) < 100
+        assert mapped[:] == data  # read back from the page cache, unchanged
+    assert drop_file_pages(tmp_path / "not-mapped") == 0
+
+
+def test_trim_heap_runs() -> None:
+    from agent.runtime.memory import trim_heap
+
+    assert trim_heap() in (True, False)  # glibc: whether it released pages; elsewhere a no-op
+
+
+def test_limit_malloc_arenas_checks_its_argument() -> None:
+    from agent.runtime.memory import limit_malloc_arenas
+
+    with pytest.raises(ValueError, match="at least 1"):
+        limit_malloc_arenas(0)
+    import platform
+
+    if platform.libc_ver()[0] == "glibc":
+        # Re-setting glibc's default (8 per core) keeps this test process as it was.
+        assert limit_malloc_arenas(8 * (os.cpu_count() or 1))

@@ -296,3 +296,55 @@ def test_short_rows_are_summarized_as_numpy_would(monkeypatch) -> None:
     for row, f, s in zip(rows, fast, slow):
         assert f.top1 == s.top1, row
         assert f.confidence == pytest.approx(s.confidence, rel=1e-9, nan_ok=True), row
+
+
+# -- giving memory back once idle -----------------------------------------------------------------
+
+
+def test_memory_is_released_once_after_requests_stop() -> None:
+    released: list[int] = []
+    collector, host, _, _ = setup(release_memory=lambda: released.append(1))
+    assert not collector.release_if_idle()  # nothing loaded or served yet: nothing to give back
+    served = host.activate(Model(), manifest=manifest())
+    assert collector.release_if_idle()  # what loading the model left, no request since
+    assert released == [1]
+    assert not collector.release_if_idle()
+    for _ in range(3):  # serving: every check sees new requests
+        collector.on_predict(served, 1.0, {}, PROBS)
+        assert not collector.release_if_idle()
+    collector.on_error(served, "internal")
+    assert not collector.release_if_idle()
+    assert released == [1]
+    assert collector.release_if_idle()  # a whole check period without a request
+    assert released == [1, 1]
+    assert not collector.release_if_idle() and not collector.release_if_idle()  # once per quiet spell
+    collector.on_predict(served, 1.0, {}, PROBS)
+    assert not collector.release_if_idle()
+    assert collector.release_if_idle()
+    assert released == [1, 1, 1]
+
+
+def test_a_failing_release_does_not_reach_the_loop() -> None:
+    def fail() -> None:
+        raise OSError("no")
+
+    collector, host, _, _ = setup(release_memory=fail)
+    host.activate(Model(), manifest=manifest())
+    assert collector.release_if_idle()  # attempted; the error is logged, not raised
+    assert not collector.release_if_idle()
+
+
+def test_the_loop_releases_memory_when_requests_stop() -> None:
+    released = threading.Event()
+    collector = TelemetryCollector(interval_s=60, idle_trim_s=0.01, release_memory=released.set)
+    host = ModelHost()
+    host.subscribe(collector.on_activate)
+    served = host.activate(Model(), manifest=manifest())
+    collector.on_predict(served, 1.0, {}, PROBS)
+    collector.release_if_idle()  # sees the request: the loop's release must wait for quiet
+    assert not released.is_set()
+    collector.start()
+    try:
+        assert released.wait(10), "the idle release never ran"
+    finally:
+        collector.stop()
