@@ -97,7 +97,7 @@ class TelemetryConfig(_Section):
     ingest_process: bool = Field(
         True, description="decode, validate and write telemetry in a child process (its own core and GIL; the MQTT side keeps the coordinator's)"
     )
-    batch_size: int = Field(500, ge=1, le=100_000, description="telemetry rows written per transaction, at most")
+    batch_size: int = Field(500, ge=1, le=100_000, description="telemetry rows written per transaction (a writer that is behind takes up to 4x this at once)")
     flush_interval_s: float = Field(0.5, gt=0, le=60, description="longest a received report waits before it is written")
     queue_size: int = Field(100_000, ge=100, description="reports waiting for the writer; when full, ingest waits (nothing is dropped)")
     raw_retention_h: float = Field(48.0, gt=0, description="raw windows older than this are rolled up (when rollup_interval_s > 0) and deleted")

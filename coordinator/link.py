@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import threading
 from typing import Callable
 
@@ -28,6 +29,7 @@ from edgefleet import session, topics
 
 log = logging.getLogger(__name__)
 
+_PUBACK = struct.Struct("!BBH")  # PUBACK, remaining length 2, packet id: MQTT 3.1.1, and MQTT 5 with reason Success
 DIRECT_KINDS = (topics.STATUS, topics.HELLO)
 SHARED_KINDS = (topics.EVENT, topics.TELEMETRY, topics.BLOB_REQ)
 _STOP = ("", b"", None)
@@ -55,7 +57,7 @@ class CoordinatorLink:
         # drops: what it holds is unacknowledged, so the broker's in-flight window limits it (loosely: mosquitto
         # 2.0.11 lets several times the window through once PUBACKs flow, docs/telemetry.md).
         self._inbox = Handoff()
-        self.acks = acks.AckOrder(self._send_ack)
+        self.acks = acks.AckOrder(self._send_ack, self._send_acks)
         self.connected = threading.Event()
         self.closing = False  # set by stop(): the disconnect that follows is expected
         self._worker = threading.Thread(target=self._work, name="coordinator-ingest", daemon=True)
@@ -164,6 +166,26 @@ class CoordinatorLink:
             self.client.ack(mid, 1)
         except Exception:  # noqa: BLE001
             log.exception("cannot acknowledge message %d; the broker will send it again", mid)
+
+    def _send_acks(self, mids: list[int]) -> None:
+        """Many PUBACKs as one write: paho's ack() queues a packet per message, each with a wake-up byte on
+        its socketpair and its own send() on the network thread (several syscalls per message on a path
+        that runs thousands of times a second). Uses paho's internal _packet_queue (paho-mqtt 2.x, which
+        ack() itself calls); without it, or with manual acks off (ack() then sends nothing), one ack() each.
+        Never raises."""
+        client = self.client
+        queue = getattr(client, "_packet_queue", None)
+        if len(mids) == 1 or queue is None or not getattr(client, "_manual_ack", False):
+            for mid in mids:
+                self._send_ack(mid)
+            return
+        try:
+            pack = _PUBACK.pack
+            queue(0x40, b"".join([pack(0x40, 2, mid) for mid in mids]), 0, 0)
+        except Exception:  # noqa: BLE001 - another paho's internals: one ack() each, as paho documents it
+            log.warning("batched PUBACKs failed; acknowledging %d messages one by one", len(mids), exc_info=True)
+            for mid in mids:
+                self._send_ack(mid)
 
     def _work(self) -> None:
         inbox, handle = self._inbox, self._handle

@@ -7,6 +7,7 @@ datetime parameter differ.
 """
 from __future__ import annotations
 
+import operator
 import time
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -79,6 +80,8 @@ class BulkInsert:
             raise ValueError(f"telemetry needs SQLite or PostgreSQL, not {backend!r}")
         self.backend = backend
         self.columns = tuple(columns)
+        # A row's values in column order, picked in C (a comprehension of dict lookups costs ~3x as much per row).
+        self._values = operator.itemgetter(*self.columns) if len(self.columns) > 1 else (lambda r, c=self.columns[0]: (r[c],))
         self.rows_per_statement = max(1, MAX_PARAMS // len(self.columns)) if backend == "sqlite" else 50_000
         head = f"INSERT INTO {table.name} ({', '.join(self.columns)}) "
         suffix = (" " + suffix) if suffix else ""
@@ -102,7 +105,7 @@ class BulkInsert:
                 yield self._pg_sql, tuple([r[c] for r in chunk] for c in self.columns)
                 continue
             params: list[Any] = []
-            cols = self.columns
+            extend, values = params.extend, self._values
             for r in chunk:
-                params.extend([r[c] for c in cols])
+                extend(values(r))
             yield self._values_sql(len(chunk)), tuple(params)

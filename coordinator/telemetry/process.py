@@ -11,7 +11,8 @@ core. The pipe carries (sequence, topic, payload) in pickled batches (a few us p
 
 Acknowledgement: the child numbers nothing itself; it reports the highest parent sequence up to which every
 message is final (committed, or dropped as bad input), and the parent completes those deliveries in order
-(coordinator/acks.py), so the broker forgets a report only after it is in the store.
+(coordinator/acks.py; the PUBACKs one report releases go out as one write), so the broker forgets a report
+only after it is in the store.
 
 The parent keeps every message until the child reports it final. When the child dies (killed, crashed) the
 parent starts a new one and sends it everything not yet final again; the store's unique key makes a report
@@ -256,9 +257,11 @@ class TelemetryProcess:
         unfinished = self._unfinished
         while unfinished and unfinished[0][0] <= upto:
             finished.append(unfinished.popleft())
-        for _, _, _, on_done in finished:
-            if on_done is not None:
-                on_done()
+        # One batch of PUBACKs for the lot (acks.complete_all), not one queued packet per report.
+        try:
+            acks.complete_all([item[3] for item in finished])
+        except Exception:  # noqa: BLE001 - never stop the reader: the broker resends what was not acknowledged
+            log.exception("acknowledging %d telemetry reports failed", len(finished))
         self._add_counters(counters)
         for s in batch_seconds:
             self.metrics.telemetry_batch_seconds.observe(s)
@@ -353,7 +356,7 @@ class _Child:
         self.ingest = Ingest(DeviceRegistry(self.store), self.metrics)
         self.service = TelemetryService(self.store, self.ingest.registry, self.metrics, cfg, limiter=self.ingest.limiter)
         self.ingest.handlers[topics.TELEMETRY] = self.service.handle
-        self.order = acks.AckOrder(self._final)
+        self.order = acks.AckOrder(self._final, lambda seqs: self._final(seqs[-1]))
         self._upto = 0
         self._reported_upto = 0
         self._send_lock = threading.Lock()

@@ -2,7 +2,9 @@
 
 Ingest (the link's single worker thread) only validates and queues; this thread does the store work:
 
-  - a batch closes at `batch_size` rows' worth of reports or `flush_interval_s` after its first report;
+  - a batch closes at `batch_size` rows' worth of reports or `flush_interval_s` after its first report; a
+    writer that is behind (more reports queued when its batch is full) takes what is queued along, up to
+    CATCH_UP times `batch_size` rows: catching up costs less per row, and keeping up stays as prompt;
   - one transaction per batch: the samples (INSERT ... ON CONFLICT DO NOTHING on the report's message id,
     so a QoS 1 redelivery stores nothing), the newest window per device and model version
     (telemetry_latest, an upsert that only moves forward), and the devices' last_seen;
@@ -32,6 +34,7 @@ from typing import Any, Callable
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import update
 
+from coordinator import acks
 from coordinator.ingest import RateLimitedLog
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.store.db import Store
@@ -44,6 +47,9 @@ from coordinator.telemetry.records import Report, sample_rows
 log = logging.getLogger(__name__)
 
 _STOP = object()
+# A writer that is behind (reports queued when its batch is full) writes up to this many batches' rows in one
+# transaction: SQLite's cost per row falls with the batch (500 rows: ~24 us, 2,000: ~17 us here).
+CATCH_UP = 4
 _KEY = ("device_id", "message_id", "model", "version", "variant_id")
 _LATEST_KEY = ("device_id", "model", "version", "variant_id")
 
@@ -125,13 +131,11 @@ class _Backlog:
 
 
 def _acknowledge(items) -> None:
-    """Tell the link these reports are committed (or dropped for good): their PUBACKs may go."""
-    for report, _ in items:
-        if report.on_stored is not None:
-            try:
-                report.on_stored()
-            except Exception:  # noqa: BLE001 - an acknowledgement must never stop the writer
-                log.exception("acknowledging telemetry %s failed", report.message_id)
+    """Tell the link these reports are committed (or dropped for good): their PUBACKs may go, in one batch."""
+    try:
+        acks.complete_all([report.on_stored for report, _ in items])
+    except Exception:  # noqa: BLE001 - an acknowledgement must never stop the writer
+        log.exception("acknowledging %d telemetry reports failed", len(items))
 
 
 def transient(exc: BaseException) -> bool:
@@ -282,8 +286,18 @@ class TelemetryWriter:
                             continue
                         items.append((item, rows))
                         nrows += len(rows)
+                if close:
+                    break
+                if nrows >= self.batch_size:
+                    # Full. A writer that is behind adds what is queued already, up to CATCH_UP batches: a
+                    # bigger transaction dirties about the same index pages (message ids are random) for more rows.
+                    room = self.batch_size * CATCH_UP - nrows
+                    if room <= 0 or not self._backlog.qsize():
+                        break
+                    taken = self._backlog.take(room, 0.0)
+                    continue
                 left = deadline - self.monotonic()
-                if close or nrows >= self.batch_size or left <= 0:
+                if left <= 0:
                     break
                 taken = self._backlog.take(self.batch_size - nrows, left, wait_for=self.batch_size - nrows)
             if items:

@@ -19,12 +19,16 @@ import paho.mqtt.client as mqtt
 import psutil
 import pytest
 
+from coordinator import acks
+from coordinator.config import MqttConfig
+from coordinator.link import CoordinatorLink
 from edgefleet import envelope, topics
 from tests.fleet import CoordinatorProcess, register, wait_for
 from tests.integration.test_telemetry_ingest import enroll, report, scrape
 from tests.mosquitto import MosquittoProcess
 
-BROKER_CONF = "allow_anonymous true\npersistence true\npersistence_location {dir}/\nmax_queued_messages 10000\n"
+# max_inflight_messages: the window of an MQTT 3.1.1 session (MQTT 5 asks for its own), as deploy/ ships it.
+BROKER_CONF = "allow_anonymous true\npersistence true\npersistence_location {dir}/\nmax_queued_messages 10000\nmax_inflight_messages 10000\n"
 REPORTS = 40
 
 
@@ -102,3 +106,62 @@ def test_reports_received_but_not_committed_survive_kill_9(tmp_path, broker):
         if lock is not None:
             lock.close()
         coord.stop()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_pubacks_sent_in_one_batch_are_taken_by_the_broker(tmp_path, broker, protocol):
+    """Completions that release many PUBACKs at once (the telemetry process reports hundreds of reports
+    final together) go out as one write (CoordinatorLink._send_acks). The broker must take each of them: a
+    coordinator that comes back on the same session gets again exactly what it did not acknowledge."""
+    n = 40
+    cfg = MqttConfig(url=f"mqtt://127.0.0.1:{broker.port}", protocol=protocol, client_id=f"coord-batch-{protocol}")
+    device_topic = topics.telemetry("dev-batch")
+
+    def start_link():
+        got: list[bytes] = []
+        held: list = []
+        seen = threading.Condition()
+
+        def take(topic, payload):
+            with seen:
+                got.append(payload)
+                held.append(acks.defer())  # acknowledged when the test says so, as the telemetry writer does
+                seen.notify_all()
+            return True
+
+        link = CoordinatorLink(cfg, lambda topic, payload: None, take=take)
+        subscribed = threading.Event()
+        link.client.on_subscribe = lambda *a: subscribed.set()
+        batches: list[list[int]] = []
+        send_many = link.acks._send_many
+        link.acks._send_many = lambda mids: (batches.append(list(mids)), send_many(mids))
+        link.start()
+        assert subscribed.wait(10), "the link did not subscribe"
+        return link, got, held, seen, batches
+
+    publisher = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=f"dev-batch-{protocol}")
+    publisher.connect("127.0.0.1", broker.port)
+    publisher.loop_start()
+    link = None
+    try:
+        link, got, held, seen, batches = start_link()
+        for i in range(n):
+            publisher.publish(device_topic, f"m{i}".encode(), qos=1).wait_for_publish(10)
+        with seen:
+            assert seen.wait_for(lambda: len(got) == n, 30), f"{len(got)} of {n} messages arrived"
+        acks.complete_all(held[: n // 2])  # the first half "stored": their PUBACKs in one write
+        assert len(batches) == 1 and len(batches[0]) == n // 2, f"PUBACK batches sent: {[len(b) for b in batches]}"
+        link.stop()  # the DISCONNECT is written after the PUBACKs queued before it
+
+        link, got, held, seen, _ = start_link()
+        # What the broker resends (unacknowledged) comes right after CONNACK, before this SUBACK and the marker.
+        publisher.publish(device_topic, b"marker", qos=1).wait_for_publish(10)
+        with seen:
+            assert seen.wait_for(lambda: b"marker" in got, 30), "the marker did not arrive"
+        assert sorted(got) == sorted([f"m{i}".encode() for i in range(n // 2, n)] + [b"marker"])
+        acks.complete_all(held)
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+        if link is not None:
+            link.stop()

@@ -37,12 +37,19 @@ class FakeLink:
         self.ingest = ingest
         self.acked: list[int] = []
         self.lock = threading.Lock()
-        self.order = acks.AckOrder(self._ack)
+        self.order = acks.AckOrder(self._ack, self._ack_many)
+        self.batches: list[int] = []  # sizes of the PUBACK batches, as the link would write them
         self.mid = 0
 
     def _ack(self, mid: int) -> None:
         with self.lock:
             self.acked.append(mid)
+            self.batches.append(1)
+
+    def _ack_many(self, mids: list[int]) -> None:
+        with self.lock:
+            self.acked.extend(mids)
+            self.batches.append(len(mids))
 
     def deliver(self, topic: str, payload: bytes) -> None:
         self.mid += 1
@@ -105,6 +112,8 @@ def test_acknowledged_only_after_the_child_commits_and_in_order(setup):
     assert service.flush(30)
     wait_for(lambda: len(link.acked) == REPORTS + 1, 30, "every delivery acknowledged")
     assert link.acked == list(range(1, REPORTS + 2))
+    # Committed together, acknowledged together: far fewer PUBACK writes than reports.
+    assert len(link.batches) < REPORTS // 4, f"PUBACK batches: {link.batches}"
     assert sorted(rows_by_message(db_path).values()) == [1] * REPORTS
     assert metrics.registry.get_sample_value("edgefleet_telemetry_rows_written_total") == REPORTS
     assert metrics.registry.get_sample_value("edgefleet_mqtt_dropped_total", {"reason": "malformed"}) == 1

@@ -1,6 +1,7 @@
 """The batch writer: idempotent by message id, batches, flushes on stop, isolates what the store refuses."""
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import timedelta
 
@@ -10,6 +11,8 @@ from sqlalchemy.exc import OperationalError
 from coordinator.config import TelemetryConfig
 from coordinator.store.telemetry_tables import TelemetryLatestRow, TelemetrySampleRow
 from coordinator.telemetry.records import Report, utc
+from coordinator.telemetry.writer import CATCH_UP
+from tests.fleet import wait_for
 
 from .factories import NOW, Harness, model, report
 
@@ -47,11 +50,43 @@ def test_batches_close_at_batch_size_and_on_flush(store):
     h = Harness(store, TelemetryConfig(batch_size=10, flush_interval_s=5))
     dev = h.register("cam")
     h.service.start()
-    for i in range(35):
-        h.send(dev, report(NOW - timedelta(seconds=i), model()))
+    for batch in range(3):  # a writer that keeps up: each full batch is written on its own, long before 5 s
+        for i in range(10):
+            h.send(dev, report(NOW - timedelta(seconds=10 * batch + i), model()))
+        wait_for(lambda: h.metric("edgefleet_telemetry_batch_seconds_count") == batch + 1, 10, f"batch {batch + 1} written")
+    for i in range(5):
+        h.send(dev, report(NOW - timedelta(seconds=30 + i), model()))
     assert h.service.flush(10)
     assert h.count() == 35
     assert h.metric("edgefleet_telemetry_batch_seconds_count") == 4  # 10 + 10 + 10 + the 5 the flush closed
+    h.service.stop()
+
+
+def test_a_writer_that_is_behind_takes_what_is_queued_into_bigger_batches(store):
+    h = Harness(store, TelemetryConfig(batch_size=10, flush_interval_s=5))
+    dev = h.register("cam")
+    writer = h.service.writer
+    write_rows, sizes = writer.write_rows, []
+    busy, go = threading.Event(), threading.Event()
+
+    def slow_first_batch(rows):
+        sizes.append(len(rows))
+        if len(sizes) == 1:
+            busy.set()
+            go.wait(10)  # the store is slow: reports pile up meanwhile
+        return write_rows(rows)
+
+    writer.write_rows = slow_first_batch
+    h.service.start()
+    for i in range(10):
+        h.send(dev, report(NOW - timedelta(seconds=i), model()))
+    assert busy.wait(10)
+    for i in range(10, 65):
+        h.send(dev, report(NOW - timedelta(seconds=i), model()))
+    go.set()
+    assert h.service.flush(10)
+    assert sizes == [10, 10 * CATCH_UP, 65 - 10 - 10 * CATCH_UP]  # never more than CATCH_UP batches at once
+    assert h.count() == 65
     h.service.stop()
 
 
