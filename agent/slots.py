@@ -8,6 +8,16 @@ A new model is installed into the slot that is not active; activation rewrites t
 (write + fsync + rename + fsync(dir)), so after a crash the pointer names the old slot or the new one,
 never something half-written. Files in a slot are named by their digest, so a slot's content can be
 checked against its manifest at any time. Only the pointer says what runs; the slots only hold bytes.
+
+Filling a slot: clear() it (the pointer forgets it first, durably, when it was the previous slot),
+place() the verified files, seal() it with the manifest. seal() fsyncs the slot directory, which makes
+everything done to the slot since the clear durable at once; until then nothing names the slot (not
+the pointer; an install clears it again before placing anything, also after a restart), so clear()
+and place() do not fsync it.
+
+What a slot holds is read once and remembered (`content`); this store's own writes to a slot forget
+it. Another process changing a slot meanwhile is not seen: the installer hashes a slot's files
+(`content(slot, fresh=True)`) before it trusts them after a restart.
 """
 from __future__ import annotations
 
@@ -20,7 +30,7 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
-from agent.install.durable import fsync_dir, replace_durably, write_atomic
+from agent.install.durable import replace_durably, write_atomic
 from edgefleet.v1 import manifest_pb2
 
 log = logging.getLogger(__name__)
@@ -57,6 +67,7 @@ class SlotStore:
         for slot in SLOTS:
             (self.root / slot).mkdir(parents=True, exist_ok=True, mode=0o700)
         self._pointer = self._read_pointer()
+        self._contents: dict[str, SlotContent | None] = {}  # slot -> what content() read last
 
     # -- the pointer --------------------------------------------------------------------------
 
@@ -117,10 +128,19 @@ class SlotStore:
         self._check(slot)
         return self.root / slot
 
-    def content(self, slot: str | None) -> SlotContent | None:
-        """What the slot holds, or None when it holds no complete, readable model."""
+    def content(self, slot: str | None, *, fresh: bool = False) -> SlotContent | None:
+        """What the slot holds, or None when it holds no complete, readable model. Remembered until this
+        store writes to the slot (every progress report asks for the active model); fresh=True reads the
+        disk again."""
         if slot is None:
             return None
+        if not fresh and slot in self._contents:
+            return self._contents[slot]
+        content = self._read_content(slot)
+        self._contents[slot] = content
+        return content
+
+    def _read_content(self, slot: str) -> SlotContent | None:
         directory = self.path(slot)
         try:
             data = (directory / MANIFEST_FILE).read_bytes()
@@ -147,8 +167,9 @@ class SlotStore:
         if slot == self._pointer.active:
             raise SlotError(f"refusing to clear {slot}: it is the active slot")
         if slot == self._pointer.previous:
-            self.forget_previous()
+            self.forget_previous()  # durable before the slot changes: a rollback never lands in it
         directory = self.path(slot)
+        self._contents.pop(slot, None)
         # The manifest first: a slot without it holds no model, whatever else is left in it.
         (directory / MANIFEST_FILE).unlink(missing_ok=True)
         for entry in directory.iterdir():
@@ -158,15 +179,17 @@ class SlotStore:
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
-        fsync_dir(directory)
+        # No directory fsync here: nothing names this slot any more (the pointer forgot it above). After a
+        # power cut it may show some of its old files again; the install that fills it clears it again
+        # first (also when it resumes), and seal() makes the new content durable in one directory fsync.
 
     def place(self, slot: str, src: Path, name: str, *, sync: bool = True) -> Path:
         """Move a verified file (its data already fsynced) into a slot that is not active. sync=False leaves
-        the directory fsyncs to the caller: seal() fsyncs the slot's, the caller the source's (one each
-        for several files instead of two per file)."""
+        the slot's directory fsync to seal() (one for several files) and the source's to the caller."""
         if slot == self._pointer.active:
             raise SlotError(f"refusing to write into {slot}: it is the active slot")
         target = self.path(slot) / name
+        self._contents.pop(slot, None)
         if sync:
             replace_durably(Path(src), target)
         else:
@@ -177,6 +200,8 @@ class SlotStore:
         """Write the manifest last: from here on the slot holds a complete model."""
         if slot == self._pointer.active:
             raise SlotError(f"refusing to write into {slot}: it is the active slot")
+        self._contents.pop(slot, None)
+        # fsyncs the manifest, then the slot directory: the files placed since the clear are durable with it.
         write_atomic(self.path(slot) / MANIFEST_FILE, signed.SerializeToString())
 
     def bytes_used(self, slot: str | None) -> int:

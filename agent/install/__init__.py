@@ -12,5 +12,5 @@
 On disk, under the agent's state directory:
 
     models/pointer.json, models/slot-a/, models/slot-b/
-    install/ledger.json, install/blobs/<sha256>.part|.have, install/profiling/
+    install/ledger.0|.1 (two records, written alternately), install/blobs/<sha256>.part|.have, install/profiling/
 """

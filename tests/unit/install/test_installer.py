@@ -2,10 +2,12 @@
 in-process blob server, a fake clock, and crash points that stop the installer dead."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from agent.install import ledger as ledger_mod
 from agent.install import storage
 from edgefleet.v1 import commands_pb2, events_pb2, transfer_pb2
 from tests.unit.install import harness
@@ -435,16 +437,53 @@ def test_rollback_order_cancels_a_download_of_its_rollout(rig, blobs):
 def test_a_damaged_ledger_is_moved_aside_and_the_sequence_floor_restored(rig, blobs):
     rig.start()
     deploy_and_serve(rig, blobs, "v1", sequence=7)
-    ledger = rig.state_dir / "install" / "ledger.json"
-    ledger.write_bytes(b"\x00garbage{")
+    install_dir = rig.state_dir / "install"
+    for name in ledger_mod.LEDGER_FILES:   # both records: a damaged disk, not a save cut short
+        (install_dir / name).write_bytes(b"\x00garbage{")
     rig.events.clear()
     rig.start()
     notices = [e.notice for e in rig.events if e.WhichOneof("kind") == "notice"]
     assert notices and notices[0].code == "install_ledger_corrupt" and "floor restored to 7" in notices[0].message
     assert rig.installer.last_sequence == 7 and active_version(rig) == "v1"
-    assert list(ledger.parent.glob("ledger.json.corrupt-*"))
+    assert len(list(install_dir.glob("ledger.*.corrupt-*"))) == 2
     rig.deploy(offer(rig, blobs, "v2", sequence=6), "c-replay")
     assert rig.events[-1].WhichOneof("kind") == "rejected"
+
+
+def test_a_save_cut_short_leaves_the_previous_state(rig, blobs):
+    """A power cut in the middle of a save tears only the record being written: the other holds the state before."""
+    rig.start()
+    deploy_and_serve(rig, blobs, "v1", sequence=3)
+    ledger = rig.installer.ledger
+    before = ledger.generation
+    rig.deploy(offer(rig, blobs, "v2", sequence=4), "c4")   # saves DOWNLOADING (sequence floor 4)
+    assert ledger.generation == before + 1
+    newest = ledger.paths[ledger.generation % 2]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])   # torn
+    rig.events.clear()
+    rig.start()
+    assert not [e for e in rig.events if e.WhichOneof("kind") == "notice"]   # not damage: nothing to report
+    assert rig.installer.job is None and rig.installer.last_sequence == 3 and active_version(rig) == "v1"
+    assert rig.last().state == events_pb2.INSTALL_STATE_COMMITTED and rig.last().version == "v1"
+    deploy_and_serve(rig, blobs, "v2", sequence=4, command_id="c4")   # the coordinator's re-send installs it
+    assert active_version(rig) == "v2" and rig.installer.last_sequence == 4
+
+
+def test_a_ledger_of_the_older_format_is_read_and_replaced(rig, blobs):
+    rig.start()
+    deploy_and_serve(rig, blobs, "v1", sequence=5)
+    ledger = rig.installer.ledger
+    legacy = {"last_sequence": 5, "job": None, "last_outcome": ledger.last_outcome.to_json(), "rolled_back": [["r0", "digits", "v0", "x"]],
+              "recent_commands": ["cmd-5"]}
+    for path in ledger.paths:
+        path.unlink()
+    (rig.state_dir / "install" / "ledger.json").write_text(json.dumps(legacy))
+    rig.start()
+    restored = rig.installer.ledger
+    assert restored.last_sequence == 5 and restored.seen("cmd-5") and ("r0", "digits", "v0", "x") in restored.rolled_back
+    deploy_and_serve(rig, blobs, "v2", sequence=6)
+    assert not (rig.state_dir / "install" / "ledger.json").exists()
+    assert active_version(rig) == "v2" and rig.start().last_sequence == 6
 
 
 def test_a_newer_manifest_for_the_same_bytes_keeps_the_download(rig, blobs):

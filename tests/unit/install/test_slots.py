@@ -87,3 +87,21 @@ def test_clearing_the_previous_slot_forgets_it(tmp_path, signer):
     store.clear("slot-a")
     assert store.pointer.previous is None
     assert store.content("slot-a") is None
+
+
+def test_what_a_slot_holds_is_remembered_until_this_store_writes_to_it(tmp_path, signer):
+    store = SlotStore(tmp_path / "models")
+    slot = install(store, signer, tmp_path, "1", 1)
+    assert store.content("slot-b") is None
+    content = store.active()
+    assert content.manifest.version == "1"
+    content.model_path.unlink()                      # behind the store's back (another process, a damaged disk)
+    assert store.active() is content                 # remembered: no disk read per progress report
+    assert store.content(slot, fresh=True) is None   # read again: the installer hashes a slot this way before trusting it
+    # The store's own writes are seen at once.
+    install(store, signer, tmp_path, "2", 2)
+    assert store.active().manifest.version == "2" and store.content("slot-b").manifest.version == "2"
+    store.activate("slot-b")
+    other = store.inactive()
+    store.clear(other)
+    assert store.content(other) is None
