@@ -62,16 +62,21 @@ def decode_inputs(tensors: Iterable[inference_pb2.Tensor], input_names: Sequence
     """Named arrays from a PredictRequest. A model with one input also takes one tensor without a name."""
     arrays: dict[str, np.ndarray] = {}
     for tensor in tensors:
-        name = tensor.name
-        if not name:
-            if len(input_names) != 1:
-                raise InvalidInput("a tensor without a name; the model's inputs are "
-                                   + ", ".join(repr(n) for n in input_names))
-            name = input_names[0]
-        if name in arrays:
-            raise InvalidInput(f"input {name!r} sent twice")
+        name = input_name(tensor.name, input_names, arrays)
         arrays[name] = decode_tensor(tensor, name)
     return arrays
+
+
+def input_name(name: str, input_names: Sequence[str], seen: dict[str, np.ndarray]) -> str:
+    """The input a request's tensor is for: its name, or the model's only input when it has none."""
+    if not name:
+        if len(input_names) != 1:
+            raise InvalidInput("a tensor without a name; the model's inputs are "
+                               + ", ".join(repr(n) for n in input_names))
+        name = input_names[0]
+    if name in seen:
+        raise InvalidInput(f"input {name!r} sent twice")
+    return name
 
 
 # -- the fast socket's Predict frames, read in place -------------------------------------------------
@@ -99,14 +104,7 @@ class FramedPredict:
         """Named arrays, with decode_inputs' checks and messages."""
         arrays: dict[str, np.ndarray] = {}
         for tensor in self.tensors:
-            name = tensor.name
-            if not name:
-                if len(input_names) != 1:
-                    raise InvalidInput("a tensor without a name; the model's inputs are "
-                                       + ", ".join(repr(n) for n in input_names))
-                name = input_names[0]
-            if name in arrays:
-                raise InvalidInput(f"input {name!r} sent twice")
+            name = input_name(tensor.name, input_names, arrays)
             arrays[name] = _array(name, tensor.dtype, tensor.shape, tensor.data)  # read-only views
         return arrays
 

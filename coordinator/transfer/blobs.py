@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from coordinator.transfer.broadcast import Broadcaster
+from coordinator.transfer.broadcast import Broadcaster, acked
 from coordinator.transfer.grants import BlobGrants
 from coordinator.transfer.manifests import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE
 from edgefleet import envelope, topics
@@ -97,16 +97,6 @@ class _DeviceQueue:
     inflight: deque = field(default_factory=deque)  # (MQTTMessageInfo, bytes); touched only by the serving worker
     inflight_bytes: int = 0
     scheduled: bool = False  # a worker owns this device now
-
-
-def _acked(info) -> bool:
-    """Whether the broker acknowledged a publish; a failed publish counts as done (nothing to wait for)."""
-    if info is None or not hasattr(info, "is_published"):
-        return True
-    try:
-        return bool(info.is_published())
-    except (ValueError, RuntimeError):
-        return True
 
 
 class BlobServer:
@@ -259,7 +249,7 @@ class BlobServer:
 
     def _make_room(self, q: _DeviceQueue, size: int) -> None:
         while q.inflight:
-            while q.inflight and _acked(q.inflight[0][0]):
+            while q.inflight and acked(q.inflight[0][0]):
                 q.inflight_bytes -= q.inflight.popleft()[1]
             if not q.inflight or q.inflight_bytes + size <= self.max_inflight_bytes:
                 return
@@ -268,7 +258,7 @@ class BlobServer:
                 info.wait_for_publish(self.ack_timeout_s)
             except (ValueError, RuntimeError):
                 pass
-            if not _acked(info):
+            if not acked(info):
                 log.warning("no PUBACK for a blob chunk within %s s; sending on", self.ack_timeout_s)
                 q.inflight.popleft()
                 q.inflight_bytes -= n

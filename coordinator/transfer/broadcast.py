@@ -51,7 +51,8 @@ class Transfer:
         return transfer_pb2.BlobBroadcast(sha256=self.sha256, transfer_id=self.transfer_id, key=self.key, chunk_size=self.chunk_size)
 
 
-def _acked(info) -> bool:
+def acked(info) -> bool:
+    """Whether the broker acknowledged a publish; a failed publish counts as done (nothing to wait for)."""
     if info is None or not hasattr(info, "is_published"):
         return True
     try:
@@ -186,9 +187,9 @@ class Broadcaster:
                 self.stats["aborted"] += 1
                 return
             data, total = self.read(t.sha256, offset, t.chunk_size)
-            while inflight and (inflight_bytes + len(data) > self.max_inflight_bytes or _acked(inflight[0][0])):
+            while inflight and (inflight_bytes + len(data) > self.max_inflight_bytes or acked(inflight[0][0])):
                 info, n = inflight.popleft()
-                if not _acked(info):
+                if not acked(info):
                     try:
                         info.wait_for_publish(self.ack_timeout_s)
                     except (ValueError, RuntimeError):
