@@ -24,7 +24,6 @@ boards with `simulated = true` and a latency_factor that scales this host's meas
 """
 from __future__ import annotations
 
-import importlib.resources
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,11 +37,6 @@ from agent.probe import ProbeRoots, derive_hardware_class, probe
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 PROFILE_SUFFIXES = (".toml", ".yaml", ".yml")
 # Set by apply_profile itself: a profile that sets them would lie about what it changed.
@@ -100,6 +94,8 @@ def probe_with_profile(state_dir: Path, profile_ref: str | Path | None, roots: P
 # --- reading -------------------------------------------------------------------------------------
 
 def _bundled_dir() -> Traversable:
+    import importlib.resources  # here: only a device given a profile pays for it (the idle daemon's RSS)
+
     return importlib.resources.files("agent").joinpath("profiles")
 
 
@@ -134,6 +130,11 @@ def _read(ref: str | Path) -> tuple[str, str, str]:
 
 def _parse(source: str, text: str, fmt: str) -> dict[str, Any]:
     if fmt == "toml":
+        # Imported here: only a device given a profile pays for the parser (the idle daemon's RSS).
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10
+            import tomli as tomllib
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

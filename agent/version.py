@@ -1,9 +1,6 @@
 """The agent's version, as installed."""
 from __future__ import annotations
 
-from importlib import metadata
+from agent.distributions import version  # not importlib.metadata: it would stay resident (agent.distributions)
 
-try:
-    AGENT_VERSION = metadata.version("edgefleet")
-except metadata.PackageNotFoundError:  # running from a source tree
-    AGENT_VERSION = "0.0.0+source"
+AGENT_VERSION = version("edgefleet") or "0.0.0+source"  # None: running from a source tree

@@ -43,8 +43,10 @@ Idle: a fresh `edge-agent run` with MobileNetV2 loaded (RSS in MB = 10^6 bytes, 
 MiB; USS; CPU over --idle-s seconds; targets <= 80 MB, <= 1 % of a core), measured twice in the same
 process: first with the model loaded and never invoked, then after it served --serve requests over each
 transport (LiteRT sizes some buffers on the first invoke: a device that serves has those; the agent
-gives freed heap back once requests stop for 2 s, and keeps the .tflite's pages out of its RSS once
-XNNPACK has packed the weights: agent.runtime.memory). Started two ways: the shipped command (which
+gives freed heap back once requests stop for 2 s and then unmaps the read-only file pages it is not
+using, the libraries' above all, and keeps the .tflite's pages out of its RSS once XNNPACK has packed
+the weights: agent.runtime.memory). Each line also shows the RSS's anonymous part (heap, stacks,
+copied pages: what no reclaim can drop), so what is file pages and what is memory stays visible. Started two ways: the shipped command (which
 caps glibc's malloc arenas at 2), and the same with MALLOC_ARENA_MAX at glibc's own default of 8 per
 core (what the cap saves once request threads have allocated). Also the RSS of imports the agent
 keeps for its life, each alone on top of numpy and protobuf, to show where the memory goes.
@@ -463,8 +465,13 @@ def _idle_figures(process, seconds: float) -> dict[str, float]:
     elapsed = time.monotonic() - started
     memory = process.memory_full_info()
     cpu = ((after.user - before.user) + (after.system - before.system)) / elapsed * 100
+    anonymous = 0.0  # the part of the RSS no reclaim can drop (heap, stacks, copied pages); the rest is file pages
+    with open(f"/proc/{process.pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith("Anonymous:"):
+                anonymous = int(line.split()[1]) * 1024 / 1e6
     return {"rss_mb": memory.rss / 1e6, "rss_mib": memory.rss / 2**20, "uss_mb": memory.uss / 1e6, "cpu_percent": cpu,
-            "load": os.getloadavg()[0]}
+            "anon_mb": anonymous, "load": os.getloadavg()[0]}
 
 
 def idle(model: Path, sample, calibration, broker: Broker, env: dict[str, str], seconds: float, serve: int) -> dict[str, dict]:
@@ -583,7 +590,8 @@ def main() -> None:
         for label, figures in rest.items():
             for state, r in figures.items():
                 when = "loaded, never invoked" if state == "loaded" else f"after {args.serve} requests per transport"
-                print(f"  {label:<36} {when:<32} RSS {r['rss_mb']:5.1f} MB ({r['rss_mib']:5.1f} MiB)  USS {r['uss_mb']:5.1f} MB  "
+                print(f"  {label:<36} {when:<32} RSS {r['rss_mb']:5.1f} MB ({r['rss_mib']:5.1f} MiB, "
+                      f"anonymous {r['anon_mb']:4.1f} MB)  USS {r['uss_mb']:5.1f} MB  "
                       f"CPU {r['cpu_percent']:.2f} % of a core  (load {r['load']:.2f})")
         print("RSS each import adds, alone on top of what comes before it in the agent:")
         for label, statement, base in IMPORT_COSTS:

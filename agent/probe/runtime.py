@@ -1,8 +1,8 @@
 """Inference runtime: which LiteRT/TFLite interpreter is installed, its version, and loadable delegates.
 
 Order: ai-edge-litert, else tflite_runtime, else tensorflow.lite, else "none". Found with
-importlib.util.find_spec and importlib.metadata only: nothing is imported, so probing a host that
-has TensorFlow installed does not pay for (or drag in) TensorFlow.
+importlib.util.find_spec and the installed metadata only (agent.distributions): nothing is imported, so
+probing a host that has TensorFlow installed does not pay for (or drag in) TensorFlow.
 
 Delegates: "xnnpack" whenever a runtime exists (it is built into all three); "edgetpu" when
 libedgetpu.so.1 is loadable by name; "gpu" when the TFLite GPU delegate library is. No runtime,
@@ -11,13 +11,13 @@ no delegates: a delegate needs an interpreter to load into.
 from __future__ import annotations
 
 import ctypes.util
-import importlib.metadata
 import importlib.util
 import logging
 import os
 from pathlib import Path
 from typing import Callable
 
+from agent import distributions
 from edgefleet.v1.hardware_pb2 import RuntimeInfo
 
 log = logging.getLogger(__name__)
@@ -28,10 +28,7 @@ find_library: Callable[[str], str | None] = ctypes.util.find_library
 
 
 def dist_version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    return distributions.version(dist)  # importlib.metadata's answer, without keeping it resident
 
 
 # (runtime name, top-level module, distributions that may provide it). The module is checked

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.metadata
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
 
+from agent.distributions import version as dist_version  # not importlib.metadata: see agent.distributions
 from agent.runtime.errors import RuntimeUnavailable
 
 # (module to import, runtime name as reported in RuntimeInfo.name, distribution that carries its version)
@@ -34,10 +34,8 @@ class Runtime:
 
 
 def _version(distribution: str, module: ModuleType) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return str(getattr(module, "__version__", "unknown"))
+    found = dist_version(distribution)
+    return found if found is not None else str(getattr(module, "__version__", "unknown"))
 
 
 def _resolve(module_name: str, module: ModuleType) -> tuple[type, Callable[..., Any]]:
