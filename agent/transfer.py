@@ -22,6 +22,11 @@ to `<sha256>.have` (8 bytes per chunk). After a disconnect or an agent restart i
 only missing chunks are fetched. Neither file is fsynced per chunk: a killed process loses nothing the
 kernel already has, and after a power cut the whole-file SHA-256 check catches any chunk the journal
 claims but the disk lost; the blob is then fetched again (`reset`).
+
+The whole-file SHA-256 is kept as chunks are written: a chunk that extends the hashed prefix is hashed
+from memory, and chunks that were stored ahead of the prefix (out of order, or found on disk after a
+resume) are read back from the .part file once the prefix reaches them. So `digest()` is the SHA-256 of
+the file's bytes, as reading it whole would give, without reading back what came in order.
 """
 from __future__ import annotations
 
@@ -61,6 +66,9 @@ class BlobDownload:
         self.have: set[int] = set()
         self._low = 0     # no chunk below this index is missing
         self.resumed = 0  # chunks found on disk when opened
+        self._hash = hashlib.sha256()  # of the file's first `_hashed` bytes; None: hash the whole file
+        self._hashed = 0
+        self.read_back = 0  # bytes hashed by reading the .part file (out of order, resumed)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._open()
@@ -85,6 +93,7 @@ class BlobDownload:
     def _create(self) -> None:
         self.have = set()
         self._low = 0
+        self._hash, self._hashed = hashlib.sha256(), 0
         self._part = os.open(self.part_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         os.ftruncate(self._part, self.size)  # sparse: disk blocks are taken as chunks arrive
         self._journal = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
@@ -134,9 +143,34 @@ class BlobDownload:
         except OSError as exc:
             raise TransferError(f"cannot write the download of {self.sha256[:12]}: {exc.strerror or exc}") from None
         self.have.add(offset)
+        if offset == self._hashed and self._hash is not None:
+            self._hash.update(data)
+            self._hashed += len(data)
+            if self._hashed in self.have:
+                self._catch_up()
         return True
 
+    def _catch_up(self) -> None:
+        """Extend the hashed prefix over chunks already stored, reading them back from the .part file."""
+        try:
+            while self._hash is not None and self._hashed < self.size and self._hashed in self.have:
+                length = self.expected_length(self._hashed)
+                data = os.pread(self._part, length, self._hashed)
+                if len(data) != length:  # the file is shorter than it should be: hash the whole file instead
+                    self._hash = None
+                    return
+                self._hash.update(data)
+                self._hashed += length
+                self.read_back += length
+        except (OSError, TypeError):  # TypeError: closed (no descriptor)
+            self._hash = None
+
     def digest(self) -> str:
+        """SHA-256 of the .part file: the running one when it covers the whole file, else read from disk."""
+        if self._hash is not None and self._hashed < self.size and self._hashed in self.have:
+            self._catch_up()
+        if self._hash is not None and self._hashed == self.size:
+            return self._hash.hexdigest()
         h = hashlib.sha256()
         with open(self.part_path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

@@ -402,7 +402,9 @@ class Installer:
             if download is not None and not download.complete:
                 incomplete.append(sha)  # only after a power cut lost journal records
             elif part.is_file():
-                if part.stat().st_size == size and _file_sha256(part) == sha:
+                # The download's running SHA-256 is the file's (agent/transfer.py); without one (restarted
+                # in VERIFYING) the file is read.
+                if part.stat().st_size == size and (download.digest() if download is not None else _file_sha256(part)) == sha:
                     sources[sha] = part
                 else:
                     bad.append(sha)

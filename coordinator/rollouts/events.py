@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from coordinator import acks
 from coordinator.ingest import RateLimitedLog
@@ -36,6 +36,24 @@ from edgefleet.v1 import events_pb2
 log = logging.getLogger(__name__)
 _ATTEMPTS = 8
 _STOP = object()
+
+# Statements built once: building and cache-keying a statement per event cost more CPU than running it
+# (a fleet reports ~8 events per device and install). Core on the session's connection, not the ORM.
+_DEV = RolloutDeviceRow.__table__
+_ROWS = select(_DEV).where(_DEV.c.rollout_id == bindparam("k_rollout"), _DEV.c.device_id.in_(bindparam("k_devices", expanding=True)))
+_BUMP = (update(RolloutRow.__table__).where(RolloutRow.__table__.c.id == bindparam("k_rollout"))
+         .values(revision=RolloutRow.__table__.c.revision + 1, updated_at=bindparam("v_updated_at")))
+_SETS: dict[tuple[str, ...], object] = {}       # the columns an event changes -> its compare-and-set UPDATE
+_HISTORY_INSERTS: dict[str, object] = {}        # dialect -> INSERT .. ON CONFLICT (message_id) DO NOTHING
+
+
+def _set_stmt(columns: tuple[str, ...]):
+    stmt = _SETS.get(columns)
+    if stmt is None:
+        stmt = _SETS[columns] = (update(_DEV).where(_DEV.c.rollout_id == bindparam("k_rollout"), _DEV.c.device_id == bindparam("k_device"),
+                                                    _DEV.c.revision == bindparam("k_revision"))
+                                 .values({c: bindparam("v_" + c) for c in columns}))
+    return stmt
 
 
 def merge(row, p: events_pb2.InstallProgress, at: datetime) -> dict | None:
@@ -210,13 +228,21 @@ class InstallEvents:
         """Apply events in arrival order in one transaction; per event: updated | unchanged | not_ours."""
         outcomes: list[str] = []
         changed: dict[str, bool] = {}  # rollout id -> settled
-        t = RolloutDeviceRow.__table__
         with self.store.session() as s:
+            conn = s.connection()
+            history = [self._history_values(item) for item in items if item.progress.state in S.HISTORY_STATES]
+            if history:
+                conn.execute(self._history_insert(s), history)
+            # The batch's rows, one SELECT per rollout.
             rows: dict[tuple[str, str], SimpleNamespace | None] = {}
+            wanted: dict[str, set[str]] = {}
+            for item in items:
+                if item.progress.rollout_id:
+                    wanted.setdefault(item.progress.rollout_id, set()).add(item.device_id)
+            for rollout_id, devices in wanted.items():
+                rows.update(self._read_rows(conn, rollout_id, devices))
             for item in items:
                 p, device_id = item.progress, item.device_id
-                if p.state in S.HISTORY_STATES:
-                    self._history(s, item)
                 if not p.rollout_id:
                     outcomes.append("not_ours")
                     continue
@@ -224,8 +250,7 @@ class InstallEvents:
                 outcome = "unchanged"
                 for _ in range(_ATTEMPTS):
                     if key not in rows:
-                        found = s.execute(select(t).where(t.c.rollout_id == p.rollout_id, t.c.device_id == device_id)).mappings().first()
-                        rows[key] = SimpleNamespace(**found) if found is not None else None
+                        rows.update(self._read_rows(conn, p.rollout_id, {device_id}))
                     row = rows[key]
                     if row is None:
                         self.limiter.warning((device_id, "rollout:unknown"), "install event from %s for rollout %r, which has no such device", device_id, p.rollout_id)
@@ -235,7 +260,10 @@ class InstallEvents:
                     if values is None:
                         break
                     values.update(revision=row.revision + 1, updated_at=item.at)
-                    res = s.execute(update(t).where(t.c.rollout_id == p.rollout_id, t.c.device_id == device_id, t.c.revision == row.revision).values(**values))
+                    columns = tuple(sorted(values))
+                    params = {"v_" + c: values[c] for c in columns}
+                    params.update(k_rollout=p.rollout_id, k_device=device_id, k_revision=row.revision)
+                    res = conn.execute(_set_stmt(columns), params)
                     if res.rowcount == 1:
                         for k, v in values.items():
                             setattr(row, k, v)
@@ -249,16 +277,32 @@ class InstallEvents:
                 else:
                     raise RuntimeError(f"install event from {device_id}: the row of rollout {p.rollout_id} kept changing under it")
                 outcomes.append(outcome)
-            now = self.clock()
-            for rollout_id in changed:
-                s.execute(update(RolloutRow).where(RolloutRow.id == rollout_id).values(revision=RolloutRow.revision + 1, updated_at=now))
+            if changed:
+                now = self.clock()
+                conn.execute(_BUMP, [{"k_rollout": rollout_id, "v_updated_at": now} for rollout_id in changed])
         for rollout_id, settled in changed.items():
             self.on_change(rollout_id, settled)
         return outcomes
 
-    def _history(self, s, item: _Pending) -> None:
+    @staticmethod
+    def _read_rows(conn, rollout_id: str, devices: set[str]) -> dict[tuple[str, str], SimpleNamespace | None]:
+        found: dict[tuple[str, str], SimpleNamespace | None] = {(rollout_id, d): None for d in devices}
+        for m in conn.execute(_ROWS, {"k_rollout": rollout_id, "k_devices": sorted(devices)}).mappings():
+            found[(rollout_id, m["device_id"])] = SimpleNamespace(**m)
+        return found
+
+    @staticmethod
+    def _history_insert(s):
+        name = s.get_bind().dialect.name
+        stmt = _HISTORY_INSERTS.get(name)
+        if stmt is None:
+            stmt = _HISTORY_INSERTS[name] = dialect_insert(s, ModelHistoryRow.__table__).on_conflict_do_nothing(index_elements=["message_id"])
+        return stmt
+
+    @staticmethod
+    def _history_values(item: _Pending) -> dict:
         p = item.progress
-        stmt = dialect_insert(s, ModelHistoryRow).values(
+        return dict(
             message_id=item.message_id or f"{item.device_id}:{p.sequence}:{p.state}",
             device_id=item.device_id,
             at=item.at,
@@ -271,7 +315,6 @@ class InstallEvents:
             active=p.active_model.SerializeToString() if p.HasField("active_model") else None,
             reason=_history_reason(p),
         )
-        s.execute(stmt.on_conflict_do_nothing(index_elements=["message_id"]))
 
     def reject(self, device_id: str, command_id: str, reason: str) -> str:
         with self.store.session() as s:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from coordinator.store.db import Store
@@ -18,14 +18,18 @@ def grant(session: Session, device_id: str, sha256: str, *, sequence: int, at: d
     session.execute(stmt.on_conflict_do_nothing(index_elements=["device_id", "sha256"]))
 
 
+_T = BlobGrantRow.__table__
+# Built once, run on a plain connection: asked on the ingest thread for every chunk request and ready.
+_ALLOWED = select(_T.c.sequence).where(_T.c.device_id == bindparam("device_id"), _T.c.sha256 == bindparam("sha256")).limit(1)
+
+
 class BlobGrants:
     def __init__(self, store: Store):
         self.store = store
 
     def allowed(self, device_id: str, sha256: str) -> bool:
-        with self.store.session() as s:
-            q = select(BlobGrantRow.sequence).where(BlobGrantRow.device_id == device_id, BlobGrantRow.sha256 == sha256)
-            return s.scalar(q) is not None
+        with self.store.engine.connect() as conn:
+            return conn.execute(_ALLOWED, {"device_id": device_id, "sha256": sha256}).first() is not None
 
     def for_device(self, device_id: str) -> list[str]:
         with self.store.session() as s:

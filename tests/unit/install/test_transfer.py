@@ -93,6 +93,58 @@ def test_resume_after_reopen_fetches_only_missing_chunks(tmp_path):
     assert again.complete and again.digest() == SHA
 
 
+def _file_sha(download):
+    return hashlib.sha256(download.part_path.read_bytes()).hexdigest()
+
+
+def test_in_order_chunks_are_hashed_as_written_without_reading_the_file_back(tmp_path, monkeypatch):
+    download = BlobDownload(tmp_path, SHA, len(DATA), CHUNK)
+    for o in range(0, len(DATA), CHUNK):
+        assert download.write(o, DATA[o:o + CHUNK])
+    import agent.transfer as transfer
+
+    def no_reads(*a, **kw):
+        raise AssertionError("read the file back although every chunk came in order")
+
+    monkeypatch.setattr(transfer.os, "pread", no_reads)
+    monkeypatch.setattr("builtins.open", no_reads)
+    assert download.digest() == SHA and download.read_back == 0
+
+
+def test_out_of_order_chunks_are_read_back_into_the_running_digest(tmp_path):
+    download = BlobDownload(tmp_path, SHA, len(DATA), CHUNK)
+    order = [1000, 0, 3000, 2000, *range(4000, len(DATA), CHUNK)]  # 1000 and 3000 ahead of the prefix
+    for o in order:
+        download.write(o, DATA[o:o + CHUNK])
+    assert download.digest() == SHA and download.read_back == 2 * CHUNK
+    # Wrong bytes stored out of order make the digest wrong: it is the file's, not the manifest's.
+    other = BlobDownload(tmp_path / "b", SHA, len(DATA), CHUNK)
+    for o in reversed(range(0, len(DATA), CHUNK)):
+        other.write(o, b"\0" * CHUNK if o == 5000 else DATA[o:o + CHUNK])
+    assert other.digest() == _file_sha(other) != SHA
+
+
+def test_after_a_resume_the_chunks_found_on_disk_are_hashed_from_the_file(tmp_path):
+    download = BlobDownload(tmp_path, SHA, len(DATA), CHUNK)
+    for o in (0, 1000, 4000):
+        download.write(o, DATA[o:o + CHUNK])
+    download.close()
+    # A power cut: the journal claims chunk 4000 but the disk lost it (zeros).
+    with open(download.part_path, "r+b") as f:
+        f.seek(4000)
+        f.write(b"\0" * CHUNK)
+    again = BlobDownload(tmp_path, SHA, len(DATA), CHUNK)
+    assert again.resumed == 3
+    for o in range(2000, len(DATA), CHUNK):
+        if o != 4000:
+            again.write(o, DATA[o:o + CHUNK])
+    assert again.complete and again.digest() == _file_sha(again) != SHA
+    again.reset()  # start over: the running digest starts over too
+    for o in range(0, len(DATA), CHUNK):
+        again.write(o, DATA[o:o + CHUNK])
+    assert again.digest() == SHA == _file_sha(again)
+
+
 def test_a_torn_journal_record_is_ignored(tmp_path):
     fetcher, download, sent, _ = make(tmp_path, window=10)
     fetcher.pump()
