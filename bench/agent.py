@@ -43,9 +43,9 @@ Idle: a fresh `edge-agent run` with MobileNetV2 loaded (RSS in MB = 10^6 bytes, 
 MiB; USS; CPU over --idle-s seconds; targets <= 80 MB, <= 1 % of a core), measured twice in the same
 process: first with the model loaded and never invoked, then after it served --serve requests over each
 transport (LiteRT sizes some buffers on the first invoke: a device that serves has those; the agent
-gives freed heap back once requests stop for 2 s and then unmaps the read-only file pages it is not
-using, the libraries' above all, and keeps the .tflite's pages out of its RSS once XNNPACK has packed
-the weights: agent.runtime.memory). Each line also shows the RSS's anonymous part (heap, stacks,
+gives freed heap back once requests stop for 2 s and keeps the .tflite's pages out of its RSS once
+XNNPACK has packed the weights: agent.runtime.memory; libraries' pages are left mapped, see
+docs/protocol.md). Each line also shows the RSS's anonymous part (heap, stacks,
 copied pages: what no reclaim can drop), so what is file pages and what is memory stays visible. Started two ways: the shipped command (which
 caps glibc's malloc arenas at 2), and the same with MALLOC_ARENA_MAX at glibc's own default of 8 per
 core (what the cap saves once request threads have allocated). Also the RSS of imports the agent

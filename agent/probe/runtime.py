@@ -10,7 +10,6 @@ no delegates: a delegate needs an interpreter to load into.
 """
 from __future__ import annotations
 
-import ctypes.util
 import importlib.util
 import logging
 import os
@@ -22,9 +21,37 @@ from edgefleet.v1.hardware_pb2 import RuntimeInfo
 
 log = logging.getLogger(__name__)
 
+# The dynamic loader's cache: find_library's ldconfig answers from it, and installing a library
+# rewrites it (ldconfig runs after every package install).
+LD_CACHE = Path("/etc/ld.so.cache")
+_found: dict[str, tuple[tuple[int, int, int], str | None]] = {}
+
+
+def ask_loader(base: str) -> str | None:
+    """ctypes.util.find_library(base), asked again only once the loader's cache changed.
+
+    The hardware is probed again on every hello; find_library runs ldconfig (and maybe gcc) in a
+    subprocess each time, and importing ctypes.util keeps it, subprocess's helpers and tempfile in
+    the daemon for its life, so it is imported here, when first needed."""
+    try:
+        st = LD_CACHE.stat()
+        stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = None  # no cache to watch (macOS, musl): ask every time
+    cached = _found.get(base)
+    if stamp is not None and cached is not None and cached[0] == stamp:
+        return cached[1]
+    import ctypes.util
+
+    answer = ctypes.util.find_library(base)
+    if stamp is not None:
+        _found[base] = (stamp, answer)
+    return answer
+
+
 # Looked up through module globals at call time, so tests can monkeypatch them.
 find_spec: Callable[[str], object | None] = importlib.util.find_spec
-find_library: Callable[[str], str | None] = ctypes.util.find_library
+find_library: Callable[[str], str | None] = ask_loader
 
 
 def dist_version(dist: str) -> str | None:

@@ -11,7 +11,6 @@ macOS) it does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 import logging
@@ -20,10 +19,17 @@ from typing import Callable
 log = logging.getLogger(__name__)
 
 
+def _libc(*, use_errno: bool = False) -> ctypes.CDLL:
+    # The process's own symbols (dlopen(NULL)): libc is always among them, so no
+    # ctypes.util.find_library, which runs ldconfig in a subprocess and keeps ctypes.util, subprocess,
+    # tempfile and random resident in the daemon for good.
+    return ctypes.CDLL(None, use_errno=use_errno)
+
+
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = _libc()
         trim = libc.malloc_trim
     except (OSError, AttributeError):
         return None
@@ -46,7 +52,7 @@ _MADV_DONTNEED = 4
 @functools.cache
 def _madvise() -> Callable[[int, int, int], int] | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = _libc(use_errno=True)
         madvise = libc.madvise
     except (OSError, AttributeError):
         return None
@@ -96,7 +102,7 @@ def limit_malloc_arenas(count: int) -> bool:
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = _libc()
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False

@@ -477,3 +477,27 @@ def test_probe_and_profile_do_not_import_tensorflow_or_coordinator(tmp_path: Pat
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_loader_lookups_are_asked_again_only_when_the_loader_cache_changes(tmp_path: Path, monkeypatch) -> None:
+    """find_library runs ldconfig in a subprocess: not on every hello, but again once a library was installed."""
+    import ctypes.util
+
+    cache = tmp_path / "ld.so.cache"
+    cache.write_bytes(b"one")
+    asked: list[str] = []
+    answers = {"edgetpu": None}
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: asked.append(name) or answers.get(name))
+    monkeypatch.setattr(runtime_mod, "LD_CACHE", cache)
+    monkeypatch.setattr(runtime_mod, "_found", {})
+    assert runtime_mod.ask_loader("edgetpu") is None
+    assert runtime_mod.ask_loader("edgetpu") is None
+    assert asked == ["edgetpu"]
+    answers["edgetpu"] = "libedgetpu.so.1"
+    cache.write_bytes(b"two, after an install")
+    assert runtime_mod.ask_loader("edgetpu") == "libedgetpu.so.1"
+    assert asked == ["edgetpu", "edgetpu"]
+    monkeypatch.setattr(runtime_mod, "LD_CACHE", tmp_path / "missing")  # nothing to watch: asked every time
+    runtime_mod.ask_loader("edgetpu")
+    runtime_mod.ask_loader("edgetpu")
+    assert asked == ["edgetpu"] * 4

@@ -132,6 +132,14 @@ def test_recent_predictions_keep_the_last_n_and_claim_once() -> None:
     assert recent.claim("r1") is None  # labelled already
 
 
+def test_a_kept_prediction_carries_no_per_instance_dict() -> None:
+    """The agent keeps up to 10,000 of them for its life: a __dict__ each would be about 0.7 MB more."""
+    prediction = Prediction(ModelKey("m", "1", "v1"), "classification", 1, 3, 0.9, None)
+    assert not hasattr(prediction, "__dict__")
+    with pytest.raises(AttributeError):
+        prediction.note = "x"  # type: ignore[attr-defined]
+
+
 def test_wire_round_trip_and_checks() -> None:
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
     tensor = tensor_from_array("features", x)
