@@ -39,7 +39,6 @@ from typing import Any, Callable
 from google.protobuf.message import DecodeError
 
 from agent.client import FRAME, Method, Status
-from agent.serve import wire
 from agent.serve.server import DEFAULT_MAX_REQUEST_BYTES, SOCKET_MODE, SocketInUse, prepare_socket_path
 from agent.serve.servicer import ApiError, InferenceServicer
 from edgefleet.v1 import inference_pb2
@@ -86,7 +85,7 @@ class FastServer:
         self.refused = 0  # connections turned away at the bound, since start
         # method -> (request type's parser, the servicer's function, the request's name for messages)
         self._methods: dict[int, tuple[Callable[[Any], Any], Callable[[Any], Any], str]] = {
-            Method.PREDICT: (_predict_request, servicer.predict, "PredictRequest"),
+            Method.PREDICT: (inference_pb2.PredictRequest.FromString, servicer.predict, "PredictRequest"),
             Method.FEEDBACK: (inference_pb2.FeedbackRequest.FromString, servicer.feedback, "FeedbackRequest"),
             Method.HEALTH: (inference_pb2.HealthRequest.FromString, servicer.health, "HealthRequest"),
             Method.DESCRIBE_MODEL: (inference_pb2.DescribeModelRequest.FromString, servicer.describe, "DescribeModelRequest"),
@@ -309,20 +308,6 @@ class FastServer:
             log.exception("fast inference method %d failed", method)
             return Status.UNKNOWN, f"Exception calling application: {exc}".encode()
         return Status.OK, response.SerializeToString()
-
-
-# From this size on a Predict body is read in place: below it, protobuf's parser (C) is faster than
-# the Python reader, and the copy it saves is small (bench/agent.py's digits vs MobileNetV2 inputs).
-_READ_IN_PLACE_FROM = 16384
-
-
-def _predict_request(body: bytearray | memoryview) -> inference_pb2.PredictRequest | wire.FramedPredict:
-    """Large bodies read in place (the tensors stay in the connection's buffer), else parsed by protobuf."""
-    if len(body) >= _READ_IN_PLACE_FROM:
-        framed = wire.read_predict(body)
-        if framed is not None:
-            return framed
-    return inference_pb2.PredictRequest.FromString(body)
 
 
 def _reply(conn: socket.socket, status: int, payload: bytes) -> None:

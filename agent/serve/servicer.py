@@ -12,8 +12,7 @@ Status codes an app can act on:
 
 Telemetry: every Predict that reaches a model is a request; one that fails there (bad input or a runtime
 failure) is also an error. Latency is the model call as the agent sees it (waiting for the interpreter,
-(de)quantization, invoke), not the gRPC transport. The observer sees the inputs only to count drift bins,
-during the call: on the fast socket they are views of the connection's buffer, reused by the next frame.
+(de)quantization, invoke), not the gRPC transport. The observer sees the inputs only to count drift bins.
 
 Feedback.matched: for a classifier, whether the remembered top-1 class equals the label; for a
 regression model, true once the target is recorded (its error goes into the online MAE).
@@ -108,9 +107,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         except ApiError as exc:
             context.abort(exc.code, exc.message)
 
-    def predict(self, request: inference_pb2.PredictRequest | wire.FramedPredict) -> inference_pb2.PredictResponse:
-        """Run the request on the model (or the one it names); raises ApiError. `request` is a
-        PredictRequest, or the fast socket's frame read in place (wire.read_predict)."""
+    def predict(self, request: inference_pb2.PredictRequest) -> inference_pb2.PredictResponse:
+        """Run the request on the model (or the one it names); raises ApiError."""
         if not self.admission.try_enter():
             raise ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                            f"the model is busy: {self.admission.max_waiting} requests are already waiting for it; retry later")
@@ -121,12 +119,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         finally:
             self.admission.leave()
 
-    def _predict(self, served: ServedModel, request: inference_pb2.PredictRequest | wire.FramedPredict) -> inference_pb2.PredictResponse:
+    def _predict(self, served: ServedModel, request: inference_pb2.PredictRequest) -> inference_pb2.PredictResponse:
         try:
-            if type(request) is wire.FramedPredict:
-                inputs = request.decode(served.input_names)
-            else:
-                inputs = wire.decode_inputs(request.inputs, served.input_names)
+            inputs = wire.decode_inputs(request.inputs, served.input_names)
             started = time.perf_counter()
             outputs = served.model.predict(inputs)
             latency_ms = (time.perf_counter() - started) * 1e3

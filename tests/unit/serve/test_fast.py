@@ -351,27 +351,6 @@ def test_bad_input_gets_the_same_status_and_message_as_grpc(serve, models: Path,
     assert agent.observer.errors == [(key, "invalid_input")] * 2  # one per transport, both observed
 
 
-LARGE = 8000 * 4 * 4  # bytes of data: above the size from which the fast socket reads Predict in place
-
-
-@pytest.mark.parametrize(
-    "tensor",
-    [
-        inference_pb2.Tensor(name="features", shape=[8000, 5], dtype="float32", data=bytes(8000 * 5 * 4)),
-        inference_pb2.Tensor(name="features", shape=[8000, 4], dtype="int32", data=bytes(LARGE)),
-        inference_pb2.Tensor(name="nope", shape=[8000, 4], dtype="float32", data=bytes(LARGE)),
-        inference_pb2.Tensor(name="features", shape=[8000, 4], dtype="float32", data=bytes(LARGE - 4)),
-    ],
-    ids=["shape", "dtype", "name", "data-length"],
-)
-def test_bad_large_input_read_in_place_gets_the_same_error_as_grpc(serve, models: Path, tensor) -> None:
-    agent = serve(LoadedModel.load(models / "float32.tflite"), manifest_for())
-    request = inference_pb2.PredictRequest(inputs=[tensor])
-    fast = fast_error(agent, Method.PREDICT, request)
-    assert fast == grpc_error(agent, "Predict", request)
-    assert fast[0] == Status.INVALID_ARGUMENT and "'" in fast[1]
-
-
 def test_local_client_raises_the_agents_error(serve, models: Path) -> None:
     agent = serve(LoadedModel.load(models / "float32.tflite"), manifest_for())
     for transport in ("fast", "grpc"):
