@@ -12,6 +12,7 @@ import re
 
 from google.protobuf.message import DecodeError
 
+from edgefleet import libcrypto
 from edgefleet.v1 import commands_pb2, manifest_pb2
 
 TASKS = ("classification", "regression")
@@ -34,13 +35,25 @@ class ManifestVerifier:
         if len(public_key) != 32:
             raise ValueError(f"the enrollment public key must be 32 raw Ed25519 bytes, got {len(public_key)}")
         self._public_key = bytes(public_key)
-        self._key = None  # made at the first verification: cryptography costs ~7 MB resident, an idle agent verifies nothing
+        self._key = None  # cryptography's key, made at the first verification when libcrypto is not usable
         self.key_id = trusted_key_id or key_id(public_key)
         self.device_id = device_id
 
     def _check_signature(self, data: bytes, signature: bytes, signer_key_id: str, what: str) -> None:
         if signer_key_id != self.key_id:
             raise ManifestRejected(f"{what} signed with key {signer_key_id or '(none)'}, but this device trusts key {self.key_id}")
+        if not self._signature_valid(bytes(signature), bytes(data)):
+            raise ManifestRejected(f"{what} has a bad signature (key {self.key_id})")
+
+    def _signature_valid(self, signature: bytes, data: bytes) -> bool:
+        # The OpenSSL that hashlib already loaded when it can (edgefleet.libcrypto); `cryptography`
+        # otherwise, imported only then: it costs about 7 MB resident for good.
+        openssl = libcrypto.load()
+        if openssl is not None:
+            try:
+                return openssl.ed25519_verify(self._public_key, signature, data)
+            except ValueError:  # OpenSSL refused the key itself: nothing verifies under it
+                return False
         from cryptography.exceptions import InvalidSignature
 
         if self._key is None:
@@ -48,9 +61,10 @@ class ManifestVerifier:
 
             self._key = Ed25519PublicKey.from_public_bytes(self._public_key)
         try:
-            self._key.verify(bytes(signature), bytes(data))
+            self._key.verify(signature, data)
         except InvalidSignature:
-            raise ManifestRejected(f"{what} has a bad signature (key {self.key_id})") from None
+            return False
+        return True
 
     def _check_sequence(self, sequence: int, last_sequence: int, what: str) -> None:
         if sequence <= last_sequence:
