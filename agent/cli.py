@@ -5,12 +5,19 @@ which would stay resident in the daemon for its whole life (about 10 MB of a dev
 with bench/agent.py). Every other subcommand, and `edge-agent --help`, is the typer app in
 agent.commands; its `run` command is built from the same RUN_OPTIONS, so both parse the same flags
 and environment variables (tests/unit/test_agent_cli.py holds them to it).
+
+`edge-agent run` started as a command re-executes itself (same process id) under `python -OO -X
+no_debug_ranges`: the daemon never reads the docstrings of the ~9,000 functions it loads (numpy, gRPC,
+protobuf, its own), nor needs column positions in tracebacks, and keeping them costs about 2.5 MB of
+resident memory (bench/agent.py). -OO also drops `assert` statements; none of the daemon's checks is
+an assert. EDGEFLEET_AGENT_OPTIMIZE=0 keeps the interpreter as started.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 from dataclasses import dataclass
@@ -120,6 +127,7 @@ def run_agent(*, state_dir: Path, profile: str | None, mqtt_protocol: str | None
               telemetry_interval: float | None, storage_budget: int | None, log_level: str) -> None:
     """The agent daemon until SIGTERM/SIGINT; errors exit 1 with a line naming what was wrong."""
     setup_logging(log_level)
+    logging.getLogger(__name__).debug("python optimize level %d, %s", sys.flags.optimize, sorted(sys._xoptions))
     # Before numpy loads: OpenBLAS would start a thread per core with its own buffers, resident for the
     # daemon's life, for matrix products the agent never asks numpy for (LiteRT has its own kernels).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -159,9 +167,40 @@ def run_agent(*, state_dir: Path, profile: str | None, mqtt_protocol: str | None
         fail(str(exc))
 
 
+OPTIMIZE_ENV = "EDGEFLEET_AGENT_OPTIMIZE"
+
+
+def optimized_command(args: Sequence[str], *, environ: dict[str, str] | None = None) -> list[str] | None:
+    """The command line re-running this process under -OO -X no_debug_ranges (the module docstring
+    says why), or None when it already runs so or EDGEFLEET_AGENT_OPTIMIZE=0. The interpreter's other
+    flags are kept, and the program is started the way it was: as a script (the console script) or as
+    `-m` module (never a module file run as a script: that would put agent/ first on sys.path)."""
+    environ = os.environ if environ is None else environ
+    ranges = sys.version_info >= (3, 11)  # -X no_debug_ranges is 3.11's
+    if environ.get(OPTIMIZE_ENV, "1") == "0":
+        return None
+    if sys.flags.optimize >= 2 and (not ranges or "no_debug_ranges" in sys._xoptions):
+        return None
+    import subprocess  # only here: for its list of the running interpreter's flags
+
+    flags = [f for f in subprocess._args_from_interpreter_flags() if not re.fullmatch(r"-O+", f)]
+    flags += ["-OO"] + (["-X", "no_debug_ranges"] if ranges and "no_debug_ranges" not in sys._xoptions else [])
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:  # python -m agent.cli
+        return [sys.executable, *flags, "-m", spec.name.removesuffix(".__main__"), *args]
+    if not sys.argv or not sys.argv[0] or sys.argv[0] == "-c" or not os.path.isfile(sys.argv[0]):
+        return None  # python -c, or embedded: no command to repeat
+    return [sys.executable, *flags, sys.argv[0], *args]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["run"]:
+        command = optimized_command(args) if argv is None else None  # a caller's own argv: never exec
+        if command is not None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(command[0], command)
         run_agent(**parse_run(args[1:]))
         return
     from agent.commands import app

@@ -60,3 +60,43 @@ def test_run_never_imports_typer_or_pydantic(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split("\n")[:2] == ["1", "[]"], out.stdout + out.stderr
     assert "identity.json not found" in out.stderr
+
+
+def _run_state_dir_error(command: list[str], tmp_path, **env: str) -> str:
+    """stderr of `run` on an unenrolled state directory (it fails right after the debug line)."""
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONOPTIMIZE", cli.OPTIMIZE_ENV)}
+    out = subprocess.run([*command, "run", "--state-dir", str(tmp_path), "--log-level", "debug"], capture_output=True,
+                         text=True, timeout=120, env={**environ, **env}, cwd=str(Path(__file__).resolve().parents[2]))
+    assert out.returncode == 1 and "identity.json not found" in out.stderr, out.stderr
+    return out.stderr
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="-X no_debug_ranges is 3.11's")
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_run_reexecutes_itself_without_docstrings(tmp_path, how):
+    script = Path(sys.executable).with_name("edge-agent")
+    if how == "script" and not script.exists():
+        pytest.skip("the edge-agent console script is not installed")
+    command = [str(script)] if how == "script" else [sys.executable, "-m", "agent.cli"]
+    assert "python optimize level 2, ['no_debug_ranges']" in _run_state_dir_error(command, tmp_path)
+    assert "python optimize level 0, []" in _run_state_dir_error(command, tmp_path, EDGEFLEET_AGENT_OPTIMIZE="0")
+
+
+def test_optimized_command_keeps_the_program_and_its_arguments(monkeypatch):
+    monkeypatch.setattr(sys, "argv", [sys.executable, "run", "--state-dir", "/x"])  # a file that exists: a script
+    monkeypatch.setitem(sys.modules, "__main__", type(sys)("__main__"))  # no __spec__: started as a script
+    command = cli.optimized_command(["run", "--state-dir", "/x"], environ={})
+    if sys.flags.optimize >= 2:
+        pytest.skip("this interpreter already runs under -OO")
+    assert command[0] == sys.executable and command[-4:] == [sys.executable, "run", "--state-dir", "/x"]
+    assert "-OO" in command and not [f for f in command if f in ("-O",)]
+    assert cli.optimized_command(["run"], environ={cli.OPTIMIZE_ENV: "0"}) is None
+
+
+def test_a_caller_passing_argv_is_never_replaced(monkeypatch):
+    """main(argv) from a test or a tool runs in its own process: no exec, whatever the flags."""
+    monkeypatch.setattr(cli.os, "execv", lambda *a: pytest.fail("execv called"))
+    monkeypatch.setattr(cli, "run_agent", lambda **kw: None)
+    cli.main(["run", "--state-dir", "/nonexistent"])
