@@ -14,6 +14,7 @@ in a bounded line (`max_waiting`, default 8); one more gets RESOURCE_EXHAUSTED a
 
 Modules: host (the served model and its atomic swap), admission (the bounded line), recent (the last
 predictions, for Feedback), wire (Tensor <-> numpy), servicer (the RPCs), server (socket and gRPC),
+fast (the framed unix socket), regions (a fast connection's shared-memory regions),
 service (LocalModelService: host + server + telemetry + trial, as the daemon wires them).
 """
 

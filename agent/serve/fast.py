@@ -10,8 +10,15 @@ Frames (agent.client defines them; docs/protocol.md, "Local inference API"):
 
     request  u32 LE body length | u8 method | body: the protobuf request
     reply    u32 LE body length | u8 status | body: the protobuf response (status 0) or a UTF-8 message
-    methods  1 Predict, 2 Feedback, 3 Health, 4 DescribeModel, 5 ListModels
+    methods  1 Predict, 2 Feedback, 3 Health, 4 DescribeModel, 5 ListModels, 6 RegisterRegion,
+             7 UnregisterRegion
     status   gRPC's code numbers (3 INVALID_ARGUMENT, 8 RESOURCE_EXHAUSTED, ...), same messages as gRPC
+
+Shared memory (agent.serve.regions): a RegisterRegion frame carries a sealed memfd on its first byte
+(SCM_RIGHTS); the connection's later Predicts may name slices of it instead of carrying tensor bytes.
+Headers are read with recvmsg to take the descriptors; one that came with anything but a
+RegisterRegion is closed when its frame is answered, so none accumulate. Regions end with their
+connection.
 
 A connection is served by a thread of its own, in order; at most `max_connections` at once, and one
 more is told RESOURCE_EXHAUSTED and closed. A body longer than `max_request_bytes` is refused from its
@@ -21,10 +28,16 @@ client sends ends the server: a connection's failure closes that connection only
 
 The socket file gets the gRPC socket's treatment (agent.serve.server): mode 0660, the optional group,
 a stale file from a dead agent replaced, a live one or a non-socket refused.
+
+Spinning: after a reply, a connection's thread polls for the next request for up to `spin_s` (200 µs)
+before sleeping on it, only while the client's previous request came within that time (a hot loop).
+A sleeping thread costs a wake-up and cold caches per request; a spin costs CPU, bounded per reply,
+and none once requests are further apart or stop (docs/protocol.md, "Spinning").
 """
 
 from __future__ import annotations
 
+import array
 import grp
 import logging
 import os
@@ -40,6 +53,7 @@ from google.protobuf.message import DecodeError
 
 from agent.client import FRAME, Method, Status
 from agent.serve.server import DEFAULT_MAX_REQUEST_BYTES, SOCKET_MODE, SocketInUse, prepare_socket_path
+from agent.serve.regions import DEFAULT_MAX_REGION_BYTES, DEFAULT_MAX_REGIONS, RegionError, Regions
 from agent.serve.servicer import ApiError, InferenceServicer
 from edgefleet.v1 import inference_pb2
 
@@ -47,12 +61,46 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CONNECTIONS = 16
 DEFAULT_IO_TIMEOUT_S = 30.0
+DEFAULT_SPIN_S = 0.0002  # bench/agent.py, "spinning"
+MAX_SPIN_S = 0.01  # a bound on the CPU a reply may cost while waiting for the next request
 _RECEIVE_BUFFER = 65536  # per connection, to start with
 _KEEP_BELOW = 1 << 20    # a connection's buffer grows to fit frames up to this size (a 224×224 float image)
+_MAX_FDS = 4             # descriptors taken per receive (more are closed by the kernel: MSG_CTRUNC)
+_ANCILLARY = socket.CMSG_SPACE(_MAX_FDS * array.array("i").itemsize)
 
 
 class _Truncated(Exception):
     pass
+
+
+class _Link:
+    """What one connection holds besides its bytes: its shared-memory regions and the descriptors that
+    came with the frames being read."""
+
+    def __init__(self, regions: Regions) -> None:
+        self.regions = regions
+        self.fds: list[int] = []
+        self.replied_at = 0.0   # perf_counter when the last reply went out
+        self.quick = False      # the last request came within the spin time of the reply before it
+
+    def take(self, ancillary: list[tuple[int, int, bytes]]) -> None:
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+                self.fds.extend(fds)
+
+    def drop_fds(self) -> None:
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds.clear()
+
+    def close(self) -> None:
+        self.drop_fds()
+        self.regions.close()
 
 
 def _timeval(seconds: float) -> bytes:
@@ -70,8 +118,16 @@ class FastServer:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         io_timeout_s: float = DEFAULT_IO_TIMEOUT_S,
         group: str | None = None,
+        max_regions: int = DEFAULT_MAX_REGIONS,
+        max_region_bytes: int = DEFAULT_MAX_REGION_BYTES,
+        spin_s: float = DEFAULT_SPIN_S,
     ) -> None:
-        """`servicer`: the gRPC server's (InferenceServer.servicer), so both transports share its state."""
+        """`servicer`: the gRPC server's (InferenceServer.servicer), so both transports share its state.
+        `max_regions`, `max_region_bytes`: shared-memory regions per connection and bytes per region.
+        `spin_s`: after a reply, poll the connection up to this long for the next request before sleeping
+        on it, when the request before came within that time (a client in a hot loop); 0: never."""
+        if not 0 <= spin_s <= MAX_SPIN_S:
+            raise ValueError(f"spin_s must be between 0 and {MAX_SPIN_S} s, got {spin_s}")
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         if io_timeout_s <= 0:
@@ -82,14 +138,24 @@ class FastServer:
         self.max_connections = max_connections
         self.io_timeout_s = io_timeout_s
         self.group = group
+        Regions(max_regions=max_regions, max_bytes=max_region_bytes)  # checks the limits now, not per connection
+        self.max_regions = max_regions
+        self.max_region_bytes = max_region_bytes
+        self.spin_s = spin_s
         self.refused = 0  # connections turned away at the bound, since start
-        # method -> (request type's parser, the servicer's function, the request's name for messages)
-        self._methods: dict[int, tuple[Callable[[Any], Any], Callable[[Any], Any], str]] = {
-            Method.PREDICT: (inference_pb2.PredictRequest.FromString, servicer.predict, "PredictRequest"),
-            Method.FEEDBACK: (inference_pb2.FeedbackRequest.FromString, servicer.feedback, "FeedbackRequest"),
-            Method.HEALTH: (inference_pb2.HealthRequest.FromString, servicer.health, "HealthRequest"),
-            Method.DESCRIBE_MODEL: (inference_pb2.DescribeModelRequest.FromString, servicer.describe, "DescribeModelRequest"),
-            Method.LIST_MODELS: (inference_pb2.ListLocalModelsRequest.FromString, servicer.list_models, "ListLocalModelsRequest"),
+        # method -> (request type's parser, the function answering it on a connection, the request's name)
+        self._methods: dict[int, tuple[Callable[[Any], Any], Callable[[Any, _Link], Any], str]] = {
+            Method.PREDICT: (inference_pb2.PredictRequest.FromString, lambda r, link: servicer.predict(r, link.regions),
+                             "PredictRequest"),
+            Method.FEEDBACK: (inference_pb2.FeedbackRequest.FromString, lambda r, link: servicer.feedback(r), "FeedbackRequest"),
+            Method.HEALTH: (inference_pb2.HealthRequest.FromString, lambda r, link: servicer.health(r), "HealthRequest"),
+            Method.DESCRIBE_MODEL: (inference_pb2.DescribeModelRequest.FromString, lambda r, link: servicer.describe(r),
+                                    "DescribeModelRequest"),
+            Method.LIST_MODELS: (inference_pb2.ListLocalModelsRequest.FromString, lambda r, link: servicer.list_models(r),
+                                 "ListLocalModelsRequest"),
+            Method.REGISTER_REGION: (inference_pb2.RegisterRegionRequest.FromString, _register, "RegisterRegionRequest"),
+            Method.UNREGISTER_REGION: (inference_pb2.UnregisterRegionRequest.FromString, _unregister,
+                                       "UnregisterRegionRequest"),
         }
         self._known = ", ".join(f"{int(m)} {m.name}" for m in Method)
         self._lock = threading.Lock()
@@ -207,6 +273,7 @@ class FastServer:
             conn.close()
 
     def _serve(self, conn: socket.socket) -> None:
+        link = _Link(Regions(max_regions=self.max_regions, max_bytes=self.max_region_bytes))
         try:
             # Kernel timeouts rather than Python's: a blocking socket costs no extra poll() per call.
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(self.io_timeout_s))
@@ -219,7 +286,7 @@ class FastServer:
             view = memoryview(buffer)
             have = 0
             while not self._stopping:
-                got = self._fill(conn, view, have, FRAME.size, header=True)
+                got = self._fill(conn, view, have, FRAME.size, header=True, link=link)
                 if got is None:
                     return  # the client closed the connection between frames
                 length, method = FRAME.unpack_from(buffer)
@@ -241,9 +308,12 @@ class FastServer:
                     body[:got - FRAME.size] = view[FRAME.size:got]
                     self._fill(conn, memoryview(body), got - FRAME.size, length, header=False, counted_from=FRAME.size)
                     end = got
-                status, payload = self._dispatch(method, body)  # parses the body before the buffer is reused
+                status, payload = self._dispatch(method, body, link)  # parses the body before the buffer is reused
                 body = b""  # no view of the buffer outlives the frame
+                if link.fds and got == end:  # nothing more is buffered: these came with no RegisterRegion
+                    link.drop_fds()
                 _reply(conn, status, payload)
+                link.replied_at = time.perf_counter()
                 have = got - end
                 if have:
                     buffer[:have] = buffer[end:got]
@@ -257,12 +327,13 @@ class FastServer:
         except Exception:  # noqa: BLE001 - one connection's failure must not reach the server
             log.exception("fast inference connection failed")
         finally:
+            link.close()
             with self._lock:
                 self._connections.pop(conn, None)
             conn.close()
 
     def _fill(self, conn: socket.socket, view: memoryview, have: int, need: int, *, header: bool,
-              counted_from: int = 0) -> int | None:
+              counted_from: int = 0, link: _Link | None = None) -> int | None:
         """Receive into `view` until it holds at least `need` bytes (it holds `have`); returns how many
         it holds, None on a clean end of stream between frames. Raises _Truncated when the stream
         ends, or stalls for io_timeout_s, in the middle of a frame (`counted_from`: bytes of the frame
@@ -270,7 +341,16 @@ class FastServer:
         while have < need:
             try:
                 if header:  # whatever is there: a small frame, or more, comes in one receive
-                    n = conn.recv_into(view[have:])
+                    # recvmsg: a RegisterRegion's memfd rides on its first byte, which is always read here
+                    # (a body is read exactly to its end, so the next frame starts with a header read).
+                    if have == 0 and link is not None and link.quick:
+                        n, ancillary = self._spin(conn, view)
+                    else:
+                        n, ancillary, _, _ = conn.recvmsg_into([view[have:]], _ANCILLARY)
+                    if have == 0 and link is not None and self.spin_s:
+                        link.quick = time.perf_counter() - link.replied_at <= self.spin_s
+                    if ancillary and link is not None:
+                        link.take(ancillary)
                 else:  # exactly the rest of this frame, which the kernel collects before waking us
                     n = conn.recv_into(view[have:need], need - have, socket.MSG_WAITALL)
             except BlockingIOError:  # SO_RCVTIMEO passed without a byte
@@ -285,13 +365,26 @@ class FastServer:
             have += n
         return have
 
+    def _spin(self, conn: socket.socket, view: memoryview) -> tuple[int, list]:
+        """Receive the next frame's first bytes, polling for up to spin_s before sleeping: a thread woken
+        from sleep costs a wake-up (tens of µs on a VM) and comes back to cold caches."""
+        deadline = time.perf_counter() + self.spin_s
+        while True:
+            try:
+                n, ancillary, _, _ = conn.recvmsg_into([view], _ANCILLARY, socket.MSG_DONTWAIT)
+                return n, ancillary
+            except BlockingIOError:
+                if time.perf_counter() >= deadline:
+                    n, ancillary, _, _ = conn.recvmsg_into([view], _ANCILLARY)
+                    return n, ancillary
+
     @staticmethod
     def _part(have: int, need: int, header: bool, counted_from: int) -> str:
         if header:
             return f"{have} of the {FRAME.size} bytes of its header"
         return f"{have + counted_from} of its {need + counted_from} bytes (header and body)"
 
-    def _dispatch(self, method: int, body: bytearray | memoryview) -> tuple[int, bytes]:
+    def _dispatch(self, method: int, body: bytearray | memoryview, link: _Link) -> tuple[int, bytes]:
         entry = self._methods.get(method)
         if entry is None:
             return Status.UNIMPLEMENTED, f"unknown method {method}; this socket serves {self._known}".encode()
@@ -301,13 +394,29 @@ class FastServer:
         except DecodeError as exc:
             return Status.INVALID_ARGUMENT, f"the body of a method {method} frame is not a {name}: {exc}".encode()
         try:
-            response = call(request)
+            response = call(request, link)
         except ApiError as exc:
             return exc.code.value[0], exc.message.encode()
+        except RegionError as exc:
+            return Status.INVALID_ARGUMENT, str(exc).encode()
         except Exception as exc:  # noqa: BLE001 - as gRPC answers a handler's unexpected exception
             log.exception("fast inference method %d failed", method)
             return Status.UNKNOWN, f"Exception calling application: {exc}".encode()
         return Status.OK, response.SerializeToString()
+
+
+def _register(request: inference_pb2.RegisterRegionRequest, link: _Link) -> inference_pb2.RegisterRegionResponse:
+    if not link.fds:
+        raise RegionError("no file descriptor came with the RegisterRegion frame: send the region's memfd with "
+                          "SCM_RIGHTS on the frame's first byte")
+    fd = link.fds.pop(0)
+    region_id, size = link.regions.register(fd, request.name)  # closes fd, mapped or not
+    return inference_pb2.RegisterRegionResponse(region_id=region_id, size=size)
+
+
+def _unregister(request: inference_pb2.UnregisterRegionRequest, link: _Link) -> inference_pb2.UnregisterRegionResponse:
+    link.regions.unregister(request.region_id)
+    return inference_pb2.UnregisterRegionResponse()
 
 
 def _reply(conn: socket.socket, status: int, payload: bytes) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 import grpc
 import numpy as np
@@ -40,6 +40,9 @@ from agent.serve.host import ModelHost, ServedModel
 from agent.serve.recent import Prediction, RecentPredictions, UnknownRequest
 from agent.telemetry.accuracy import OutputSummary, summarize
 from edgefleet.v1 import device_pb2, inference_pb2, inference_pb2_grpc
+
+if TYPE_CHECKING:
+    from agent.serve.regions import Regions
 
 log = logging.getLogger(__name__)
 
@@ -107,24 +110,27 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         except ApiError as exc:
             context.abort(exc.code, exc.message)
 
-    def predict(self, request: inference_pb2.PredictRequest) -> inference_pb2.PredictResponse:
-        """Run the request on the model (or the one it names); raises ApiError."""
+    def predict(self, request: inference_pb2.PredictRequest, regions: Regions | None = None) -> inference_pb2.PredictResponse:
+        """Run the request on the model (or the one it names); raises ApiError. `regions`: the fast-socket
+        connection's shared-memory regions, which tensors (and outputs_to) may name; gRPC has none."""
         if not self.admission.try_enter():
             raise ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                            f"the model is busy: {self.admission.max_waiting} requests are already waiting for it; retry later")
         try:
             with self.host.lease() as served:
                 served = self._resolve(served, request.model)
-                return self._predict(served, request)
+                return self._predict(served, request, regions)
         finally:
             self.admission.leave()
 
-    def _predict(self, served: ServedModel, request: inference_pb2.PredictRequest) -> inference_pb2.PredictResponse:
+    def _predict(self, served: ServedModel, request: inference_pb2.PredictRequest,
+                 regions: Regions | None) -> inference_pb2.PredictResponse:
         try:
-            inputs = wire.decode_inputs(request.inputs, served.input_names)
+            inputs = wire.decode_inputs(request.inputs, served.input_names, regions)
             started = time.perf_counter()
             outputs = served.model.predict(inputs)
             latency_ms = (time.perf_counter() - started) * 1e3
+            tensors = wire.encode_outputs(outputs, regions, request.outputs_to if request.HasField("outputs_to") else None)
         except InvalidInput as exc:
             self._observe(self.observer.on_error, served, "invalid_input")
             raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
@@ -142,8 +148,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         request_id = os.urandom(16).hex()  # as random as uuid4, a third of the cost
         self.recent.add(request_id, _prediction(served, summary))
         self._observe(self.observer.on_predict, served, latency_ms, inputs, summary)
-        return inference_pb2.PredictResponse(request_id=request_id, outputs=wire.encode_outputs(outputs),
-                                             model=served.active, latency_ms=latency_ms)
+        return inference_pb2.PredictResponse(request_id=request_id, outputs=tensors, model=served.active,
+                                             latency_ms=latency_ms)
 
     @staticmethod
     def _observe(method: Callable[..., None], *args: Any) -> None:

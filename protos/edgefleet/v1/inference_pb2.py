@@ -26,7 +26,7 @@ from edgefleet.v1 import device_pb2 as edgefleet_dot_v1_dot_device__pb2
 from edgefleet.v1 import manifest_pb2 as edgefleet_dot_v1_dot_manifest__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65\x64gefleet/v1/inference.proto\x12\x0c\x65\x64gefleet.v1\x1a\x19\x65\x64gefleet/v1/device.proto\x1a\x1b\x65\x64gefleet/v1/manifest.proto\"B\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\r\n\x05\x64type\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"E\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12$\n\x06inputs\x18\x02 \x03(\x0b\x32\x14.edgefleet.v1.Tensor\"\x8a\x01\n\x0fPredictResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07outputs\x18\x02 \x03(\x0b\x32\x14.edgefleet.v1.Tensor\x12(\n\x05model\x18\x03 \x01(\x0b\x32\x19.edgefleet.v1.ActiveModel\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\"\x18\n\x16ListLocalModelsRequest\"_\n\x17ListLocalModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.edgefleet.v1.ActiveModel\x12\x19\n\x11\x61\x63tive_variant_id\x18\x02 \x01(\t\"%\n\x14\x44\x65scribeModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\xd2\x01\n\x15\x44\x65scribeModelResponse\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.edgefleet.v1.ActiveModel\x12(\n\x06inputs\x18\x02 \x03(\x0b\x32\x18.edgefleet.v1.TensorSpec\x12)\n\x07outputs\x18\x03 \x03(\x0b\x32\x18.edgefleet.v1.TensorSpec\x12\x0f\n\x07runtime\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65legate\x18\x05 \x01(\t\x12\x17\n\x0f\x64\x65legate_reason\x18\x06 \x01(\t\"D\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\x03\x12\x0e\n\x06target\x18\x03 \x01(\x01\"#\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x0f\n\x07matched\x18\x01 \x01(\x08\"\x0f\n\rHealthRequest\"0\n\x0eHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t2\x98\x03\n\tInference\x12\x46\n\x07Predict\x12\x1c.edgefleet.v1.PredictRequest\x1a\x1d.edgefleet.v1.PredictResponse\x12Y\n\nListModels\x12$.edgefleet.v1.ListLocalModelsRequest\x1a%.edgefleet.v1.ListLocalModelsResponse\x12X\n\rDescribeModel\x12\".edgefleet.v1.DescribeModelRequest\x1a#.edgefleet.v1.DescribeModelResponse\x12I\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1d.edgefleet.v1.FeedbackRequest\x1a\x1e.edgefleet.v1.FeedbackResponse\x12\x43\n\x06Health\x12\x1b.edgefleet.v1.HealthRequest\x1a\x1c.edgefleet.v1.HealthResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65\x64gefleet/v1/inference.proto\x12\x0c\x65\x64gefleet.v1\x1a\x19\x65\x64gefleet/v1/device.proto\x1a\x1b\x65\x64gefleet/v1/manifest.proto\"m\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\r\n\x05\x64type\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12)\n\x06shared\x18\x05 \x01(\x0b\x32\x19.edgefleet.v1.SharedSlice\"@\n\x0bSharedSlice\x12\x11\n\tregion_id\x18\x01 \x01(\r\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\"t\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12$\n\x06inputs\x18\x02 \x03(\x0b\x32\x14.edgefleet.v1.Tensor\x12-\n\noutputs_to\x18\x03 \x01(\x0b\x32\x19.edgefleet.v1.SharedSlice\"\x8a\x01\n\x0fPredictResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07outputs\x18\x02 \x03(\x0b\x32\x14.edgefleet.v1.Tensor\x12(\n\x05model\x18\x03 \x01(\x0b\x32\x19.edgefleet.v1.ActiveModel\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\"\x18\n\x16ListLocalModelsRequest\"_\n\x17ListLocalModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.edgefleet.v1.ActiveModel\x12\x19\n\x11\x61\x63tive_variant_id\x18\x02 \x01(\t\"%\n\x14\x44\x65scribeModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\xd2\x01\n\x15\x44\x65scribeModelResponse\x12(\n\x05model\x18\x01 \x01(\x0b\x32\x19.edgefleet.v1.ActiveModel\x12(\n\x06inputs\x18\x02 \x03(\x0b\x32\x18.edgefleet.v1.TensorSpec\x12)\n\x07outputs\x18\x03 \x03(\x0b\x32\x18.edgefleet.v1.TensorSpec\x12\x0f\n\x07runtime\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65legate\x18\x05 \x01(\t\x12\x17\n\x0f\x64\x65legate_reason\x18\x06 \x01(\t\"D\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\x03\x12\x0e\n\x06target\x18\x03 \x01(\x01\"#\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x0f\n\x07matched\x18\x01 \x01(\x08\"%\n\x15RegisterRegionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x16RegisterRegionResponse\x12\x11\n\tregion_id\x18\x01 \x01(\r\x12\x0c\n\x04size\x18\x02 \x01(\x04\",\n\x17UnregisterRegionRequest\x12\x11\n\tregion_id\x18\x01 \x01(\r\"\x1a\n\x18UnregisterRegionResponse\"\x0f\n\rHealthRequest\"0\n\x0eHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t2\x98\x03\n\tInference\x12\x46\n\x07Predict\x12\x1c.edgefleet.v1.PredictRequest\x1a\x1d.edgefleet.v1.PredictResponse\x12Y\n\nListModels\x12$.edgefleet.v1.ListLocalModelsRequest\x1a%.edgefleet.v1.ListLocalModelsResponse\x12X\n\rDescribeModel\x12\".edgefleet.v1.DescribeModelRequest\x1a#.edgefleet.v1.DescribeModelResponse\x12I\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1d.edgefleet.v1.FeedbackRequest\x1a\x1e.edgefleet.v1.FeedbackResponse\x12\x43\n\x06Health\x12\x1b.edgefleet.v1.HealthRequest\x1a\x1c.edgefleet.v1.HealthResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,27 +34,37 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgefleet.v1.inference_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TENSOR']._serialized_start=102
-  _globals['_TENSOR']._serialized_end=168
-  _globals['_PREDICTREQUEST']._serialized_start=170
-  _globals['_PREDICTREQUEST']._serialized_end=239
-  _globals['_PREDICTRESPONSE']._serialized_start=242
-  _globals['_PREDICTRESPONSE']._serialized_end=380
-  _globals['_LISTLOCALMODELSREQUEST']._serialized_start=382
-  _globals['_LISTLOCALMODELSREQUEST']._serialized_end=406
-  _globals['_LISTLOCALMODELSRESPONSE']._serialized_start=408
-  _globals['_LISTLOCALMODELSRESPONSE']._serialized_end=503
-  _globals['_DESCRIBEMODELREQUEST']._serialized_start=505
-  _globals['_DESCRIBEMODELREQUEST']._serialized_end=542
-  _globals['_DESCRIBEMODELRESPONSE']._serialized_start=545
-  _globals['_DESCRIBEMODELRESPONSE']._serialized_end=755
-  _globals['_FEEDBACKREQUEST']._serialized_start=757
-  _globals['_FEEDBACKREQUEST']._serialized_end=825
-  _globals['_FEEDBACKRESPONSE']._serialized_start=827
-  _globals['_FEEDBACKRESPONSE']._serialized_end=862
-  _globals['_HEALTHREQUEST']._serialized_start=864
-  _globals['_HEALTHREQUEST']._serialized_end=879
-  _globals['_HEALTHRESPONSE']._serialized_start=881
-  _globals['_HEALTHRESPONSE']._serialized_end=929
-  _globals['_INFERENCE']._serialized_start=932
-  _globals['_INFERENCE']._serialized_end=1340
+  _globals['_TENSOR']._serialized_end=211
+  _globals['_SHAREDSLICE']._serialized_start=213
+  _globals['_SHAREDSLICE']._serialized_end=277
+  _globals['_PREDICTREQUEST']._serialized_start=279
+  _globals['_PREDICTREQUEST']._serialized_end=395
+  _globals['_PREDICTRESPONSE']._serialized_start=398
+  _globals['_PREDICTRESPONSE']._serialized_end=536
+  _globals['_LISTLOCALMODELSREQUEST']._serialized_start=538
+  _globals['_LISTLOCALMODELSREQUEST']._serialized_end=562
+  _globals['_LISTLOCALMODELSRESPONSE']._serialized_start=564
+  _globals['_LISTLOCALMODELSRESPONSE']._serialized_end=659
+  _globals['_DESCRIBEMODELREQUEST']._serialized_start=661
+  _globals['_DESCRIBEMODELREQUEST']._serialized_end=698
+  _globals['_DESCRIBEMODELRESPONSE']._serialized_start=701
+  _globals['_DESCRIBEMODELRESPONSE']._serialized_end=911
+  _globals['_FEEDBACKREQUEST']._serialized_start=913
+  _globals['_FEEDBACKREQUEST']._serialized_end=981
+  _globals['_FEEDBACKRESPONSE']._serialized_start=983
+  _globals['_FEEDBACKRESPONSE']._serialized_end=1018
+  _globals['_REGISTERREGIONREQUEST']._serialized_start=1020
+  _globals['_REGISTERREGIONREQUEST']._serialized_end=1057
+  _globals['_REGISTERREGIONRESPONSE']._serialized_start=1059
+  _globals['_REGISTERREGIONRESPONSE']._serialized_end=1116
+  _globals['_UNREGISTERREGIONREQUEST']._serialized_start=1118
+  _globals['_UNREGISTERREGIONREQUEST']._serialized_end=1162
+  _globals['_UNREGISTERREGIONRESPONSE']._serialized_start=1164
+  _globals['_UNREGISTERREGIONRESPONSE']._serialized_end=1190
+  _globals['_HEALTHREQUEST']._serialized_start=1192
+  _globals['_HEALTHREQUEST']._serialized_end=1207
+  _globals['_HEALTHRESPONSE']._serialized_start=1209
+  _globals['_HEALTHRESPONSE']._serialized_end=1257
+  _globals['_INFERENCE']._serialized_start=1260
+  _globals['_INFERENCE']._serialized_end=1668
 # @@protoc_insertion_point(module_scope)

@@ -71,7 +71,8 @@ class Agent:
         if model is not None:
             self.host.activate(model, manifest=manifest)
         self.observer = observer
-        fast_kw = {k: kw.pop(k) for k in ("max_connections", "io_timeout_s") if k in kw}
+        fast_kw = {k: kw.pop(k) for k in ("max_connections", "io_timeout_s", "max_regions", "max_region_bytes", "spin_s")
+                   if k in kw}
         self.server = InferenceServer(sockdir / "inference.sock", self.host, observer=observer, **kw)
         self.server.start()
         self.fast = FastServer(fast_socket_path(self.server.socket_path), self.server.servicer,
@@ -368,7 +369,8 @@ def test_no_model_and_oversized_request_match_grpc(serve) -> None:
     big = inference_pb2.PredictRequest(inputs=[tensor_from_array("x", np.zeros((2000, 4), np.float32))])
     code, details = grpc_error(agent, "Predict", big)
     with pytest.raises(InferenceError) as excinfo:
-        agent.client(transport="fast").predict({"x": np.zeros((2000, 4), np.float32)})
+        # the bytes in the frame (through shared memory they would not count against the frame's limit)
+        agent.client(transport="fast", shared_memory=False).predict({"x": np.zeros((2000, 4), np.float32)})
     assert excinfo.value.code == code == Status.RESOURCE_EXHAUSTED
     assert excinfo.value.message in details  # gRPC prefixes "SERVER: "
 
