@@ -10,9 +10,11 @@ command (transfer id and key of a blob the coordinator publishes once for the wh
 the installer's Fetcher before the command itself, so the download listens on the broadcast topic and
 asks by unicast only for what it misses (agent/transfer.py). Without them: unicast only.
 
-`handle` only queues: a worker thread runs the install state machine (agent.install.machine), the
+`handle` queues commands: a worker thread runs the install state machine (agent.install.machine), the
 chunk timeouts and the trial's time limit, so the MQTT thread is never blocked by a download, an
-acceptance test or a profile. Profiling child processes run on a second thread. The trial is ended
+acceptance test or a profile. A chunk is stored (written, hashed) in the caller's thread (the link's
+worker) when the worker is idle: one thread hop less per chunk; whatever follows the last chunk of a
+download runs on the worker. Profiling child processes run on a second thread. The trial is ended
 by `commit()` / `rollback()` / `record_trial_outcome()` (the trial monitor) and, unless
 `auto_end_trial=False`, by `note_inferences()` reaching the policy's count or by the policy's time
 running out (then `trial_judge`, if set, decides; without one the model is committed). These calls
@@ -65,6 +67,7 @@ class Deployer:
         submit_profile: Callable[[Callable[[], None]], None] | None = None,
         subscribe: Callable[[str, Callable[[bool], None]], None] | None = None,
         unsubscribe: Callable[[str], None] | None = None,
+        progress_interval_s: float = 1.0,
     ) -> None:
         """`threaded=False` runs everything in the caller's thread (tests; call `tick()` yourself).
 
@@ -77,6 +80,7 @@ class Deployer:
         TrialSupervisor) ends every trial itself through commit() / rollback().
         submit_profile(fn): where profiling jobs run when not threaded (default: inline); the simulator
         hands them to its fleet-wide profiling thread.
+        progress_interval_s: download progress is reported only when the last report is this old (Installer).
         subscribe(topic, done) / unsubscribe(topic): the link's (AgentLink.subscribe): done(granted) must be
         called off the network thread (the link's worker, or the device's strand); it is queued here.
         """
@@ -90,12 +94,13 @@ class Deployer:
         self._connects_seen = 0
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._storing = False  # a chunk is being stored in a caller's thread (under the lock)
         self._installer = Installer(
             state_dir, identity, publish, emit, clock=clock, storage_budget_bytes=storage_budget_bytes, window=window,
             chunk_timeout_s=chunk_timeout_s, backend_factory=backend_factory, hardware=hardware,
             on_active_changed=on_active_changed, trial_judge=trial_judge, auto_end_trial=auto_end_trial,
             submit_profile=self._profile_queue.put if threaded else submit_profile, run_profile=run_profile,
-            crash_points=crash_points, acceptance_runs=acceptance_runs,
+            crash_points=crash_points, acceptance_runs=acceptance_runs, progress_interval_s=progress_interval_s,
         )
         if subscribe is not None:
             self._installer.fetcher.enable_broadcast(
@@ -140,10 +145,33 @@ class Deployer:
                 return False
         elif body != "blob_chunk":
             return False
-        if self._threaded:
-            self._queue.put(env)
-        else:
+        if not self._threaded:
             self._process(env)
+        elif body != "blob_chunk" or not self._store_now(env.blob_chunk):
+            self._queue.put(env)
+        return True
+
+    def _store_now(self, chunk) -> bool:
+        """Store a chunk in the caller's thread (the link's worker) when the worker has nothing queued and
+        the lock is free: one thread hop less per chunk. What follows the last chunk of a download goes to
+        the worker. False: the chunk must be queued (behind earlier items, so their order holds)."""
+        # Not before resume() (the install it may belong to is not open yet) nor after close().
+        if not self._threads or self._closed or self._queue.unfinished_tasks or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            # Queued while we took the lock, or a chunk handed back from inside handle_chunk (a publish
+            # that answers at once, as in tests): queued, not handled re-entrantly.
+            if self._queue.unfinished_tasks or self._storing:
+                return False
+            self._storing = True
+            try:
+                self._installer.handle_chunk(chunk, later=self._queue.put)
+            finally:
+                self._storing = False
+        except Exception:  # noqa: BLE001 - as on the worker: one bad chunk must not stop the caller
+            log.exception("deployer failed on a blob_chunk")
+        finally:
+            self._lock.release()
         return True
 
     def _run(self, fn: Callable[[], None]) -> None:
@@ -278,6 +306,12 @@ class Deployer:
     def active_manifest(self) -> manifest_pb2.ModelManifest | None:
         with self._lock:
             return self._installer.active_manifest()
+
+    def accepted_figures(self, sha256: str) -> dict[str, float] | None:
+        """The acceptance test's figures for that model when this process ran it (metric and golden_count:
+        the golden-set score at activation, which the serving side need not compute again); else None."""
+        with self._lock:
+            return self._installer.accepted_figures(sha256)
 
     @property
     def last_sequence(self) -> int:

@@ -31,6 +31,19 @@ class GoldenSetError(ValueError):
     """The golden set file cannot be used; the message says what is wrong with it."""
 
 
+def prepare() -> None:
+    """Import the runtime an acceptance test needs at agent start: otherwise the first install pays for
+    it, and every other installer of the process (the simulator, the bench's driver) waits behind the
+    import lock. (The test itself imports neither numpy.random nor numpy.ma: 8 MB an agent would carry for
+    life.) A runtime that cannot be imported is reported by the test itself."""
+    from agent.runtime.loader import RuntimeUnavailable, runtime
+
+    try:
+        runtime()
+    except RuntimeUnavailable:
+        pass
+
+
 def read_golden(path: Path) -> tuple[np.ndarray | dict[str, np.ndarray], np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:

@@ -16,6 +16,9 @@ instead of looping. `resume()` picks up whatever state a crash left:
                   (crash loop); otherwise the trial starts its time and inference count afresh
     rolling_back  finish restoring the previous slot
 
+Every state change is reported; download progress (in quarters) only when the last report is at least
+`progress_interval_s` old, so a fast download costs the coordinator no progress events.
+
 Not thread-safe: one caller at a time (agent.deployer.Deployer serializes calls under a lock).
 
 A signed rollback order cancels an install of its rollout that is not activated yet, and puts the
@@ -37,7 +40,7 @@ from typing import Callable, Mapping
 
 from agent.identity import Identity
 from agent.install import ledger as L
-from agent.install.acceptance import run_acceptance
+from agent.install.acceptance import prepare as prepare_acceptance, run_acceptance
 from agent.install.crash import CrashPoints
 from agent.install.ledger import Job, Ledger, Outcome
 from agent.install.profiling import Profiler
@@ -84,7 +87,12 @@ class Installer:
         max_state_attempts: int = DEFAULT_MAX_STATE_ATTEMPTS,
         max_verify_failures: int = DEFAULT_MAX_VERIFY_FAILURES,
         acceptance_runs: int = 30,
+        progress_interval_s: float = 1.0,
     ) -> None:
+        """progress_interval_s: a download's progress (in quarters) is reported only when the install's last
+        report is at least this old; state changes are always reported."""
+        if progress_interval_s < 0:
+            raise ValueError(f"progress_interval_s must not be negative, got {progress_interval_s}")
         self.state_dir = Path(state_dir)
         self.device_id = identity.device_id
         self._publish = publish
@@ -100,6 +108,7 @@ class Installer:
         self.max_state_attempts = max_state_attempts
         self.max_verify_failures = max_verify_failures
         self.acceptance_runs = acceptance_runs
+        self.progress_interval_s = progress_interval_s
 
         self.verifier = ManifestVerifier(identity.public_key, identity.key_id, identity.device_id)
         self.slots = SlotStore(self.state_dir / "models")
@@ -113,11 +122,15 @@ class Installer:
                                  run_profile=run_profile)
         self._downloads: dict[str, BlobDownload] = {}
         self._quarter = 0                      # download progress reported in quarters
+        self._reported_at: float | None = None  # when the last install report was emitted (clock)
         self._trial_started: float | None = None
         self._trial_inferences = 0
         # (slot, model sha256) this process hashed and sealed moments ago: STAGED need not hash it again.
         # Not persisted: after a restart the slot's files are hashed again before they are used.
         self._sealed: tuple[str, str] | None = None
+        # (model sha256, figures) of the last acceptance test this process passed: the serving side may take
+        # its golden-set score at activation instead of scoring the same model on the same set again.
+        self._accepted: tuple[str, dict[str, float]] | None = None
 
     def _recover_ledger(self) -> None:
         """A damaged ledger: the sequence floor comes back from the manifests the slots hold (no
@@ -159,6 +172,7 @@ class Installer:
         else:
             log.info("install %s %s:%s %s", state, manifest.model if manifest else "", manifest.version if manifest else "",
                      kw.get("reason", ""))
+        self._reported_at = self._clock()
         self._emit(progress(manifest, state, active=self.active_manifest(), **kw))
 
     def _reject(self, command_id: str, reason: str) -> None:
@@ -190,6 +204,13 @@ class Installer:
     def active_model_path(self) -> Path | None:
         content = self.slots.active()
         return content.model_path if content else None
+
+    def accepted_figures(self, sha256: str) -> dict[str, float] | None:
+        """The figures (metric, golden_count, p95_ms...) of the acceptance test this process ran on the model
+        with this SHA-256 before activating it; None when it ran none (e.g. activated before a restart)."""
+        if self._accepted is None or self._accepted[0] != sha256:
+            return None
+        return dict(self._accepted[1])
 
     def trial_active(self) -> bool:
         job = self.ledger.job
@@ -487,6 +508,7 @@ class Installer:
             self._fail(job, result.reason, result.figures)
             return
         job.figures = dict(result.figures)
+        self._accepted = (m.sha256, dict(result.figures))
         if not self._enter(job, L.TRIAL, report=False):
             return
         self._activate(job, reason="")
@@ -597,32 +619,46 @@ class Installer:
 
     # -- chunks, time, connection -------------------------------------------------------------
 
-    def handle_chunk(self, chunk: transfer_pb2.BlobChunk) -> None:
+    def handle_chunk(self, chunk: transfer_pb2.BlobChunk, *, later: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """Store one chunk. later(fn) runs what follows beyond storing it (the end of a download, a failure);
+        default: at once. The deployer passes its worker's queue when it stores chunks on the link's thread."""
         outcome = self.fetcher.on_chunk(chunk)
         if outcome.kind == "unknown":
             log.debug("ignored a chunk: %s", outcome.reason)
             return
-        profiling = self.profiler.owns(chunk.sha256)
         if outcome.kind == "dropped":
             log.warning("dropped a chunk of %s: %s (asked again)", chunk.sha256[:12], outcome.reason)
             return
+        run = later or _call
+        sha = chunk.sha256
         if outcome.kind == "error":
-            if profiling:
-                self.profiler.on_error(outcome.reason)
-            elif self.ledger.job is not None:
-                self._fail(self.ledger.job, outcome.reason)
+            run(lambda: self._chunk_error(sha, outcome.reason))
             return
         if outcome.kind == "duplicate":
             return
         self._crash.chunk_stored()
-        if profiling:
-            self.profiler.on_stored()
+        if self.profiler.owns(sha):
+            if outcome.download.complete:
+                run(lambda: self.profiler.owns(sha) and self.profiler.on_stored())
             return
         job = self.ledger.job
         if job is None or job.state != L.DOWNLOADING:
             return
         self._report_quarters(job)
         if all(d.complete for d in self._downloads.values()):
+            run(lambda: self._downloaded(job))
+
+    def _chunk_error(self, sha256: str, reason: str) -> None:
+        """The coordinator cannot serve a blob: a profiling candidate is dropped, an install fails."""
+        if self.profiler.owns(sha256):
+            self.profiler.on_error(reason)
+        elif self.ledger.job is not None and sha256 in self._downloads:
+            self._fail(self.ledger.job, reason)
+
+    def _downloaded(self, job: Job) -> None:
+        """Every blob of the install is in: on to verifying (unless the install changed meanwhile)."""
+        if self.ledger.job is job and job.state == L.DOWNLOADING and self._downloads and all(
+                d.complete for d in self._downloads.values()):
             self._advance()
 
     def _bytes_done(self) -> int:
@@ -631,7 +667,10 @@ class Installer:
     def _report_quarters(self, job: Job) -> None:
         total = blob_total(job.manifest)
         quarter = 4 * self._bytes_done() // total if total else 4
-        if 0 < quarter < 4 and quarter > self._quarter:
+        # A fast download is not worth a report per quarter (each is an event for the coordinator to store):
+        # the next state follows soon. A slow one still says every quarter that it is alive.
+        if 0 < quarter < 4 and quarter > self._quarter and (
+                self._reported_at is None or self._clock() - self._reported_at >= self.progress_interval_s):
             self._quarter = quarter
             self._report(job.manifest, L.DOWNLOADING, bytes_done=self._bytes_done())
 
@@ -681,6 +720,7 @@ class Installer:
 
     def resume(self) -> None:
         """Finish or continue whatever a crash or a stop left, so the device runs a valid model."""
+        prepare_acceptance()  # at start, not in the first install (a one-time cost, cached per process)
         self.profiler.clear_scratch()
         job = self.ledger.job
         if job is None:
@@ -737,6 +777,10 @@ class Installer:
         for download in self._downloads.values():
             download.close()
         self.profiler.close()
+
+
+def _call(fn: Callable[[], None]) -> None:
+    fn()
 
 
 def _no_trial(policy: manifest_pb2.TrialPolicy) -> bool:

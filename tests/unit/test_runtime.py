@@ -525,3 +525,11 @@ def test_limit_malloc_arenas_checks_its_argument() -> None:
     if platform.libc_ver()[0] == "glibc":
         # Re-setting glibc's default (8 per core) keeps this test process as it was.
         assert limit_malloc_arenas(8 * (os.cpu_count() or 1))
+
+
+def test_benchmark_percentile_matches_numpys_linear_rule() -> None:
+    from agent.runtime.model import _percentile
+
+    for values in ([3.0], [1.0, 2.0], [5.0, 1.0, 4.0, 2.0, 3.0], [0.1 * i * i for i in range(37)]):
+        for q in (0, 50, 95, 99, 100):
+            assert _percentile(list(values), q) == pytest.approx(float(np.percentile(values, q)), rel=1e-12, abs=1e-15)

@@ -72,12 +72,34 @@ def test_install_commits_and_keeps_the_previous_slot(rig, blobs):
     assert not list((rig.state_dir / "install" / "blobs").iterdir())  # nothing left behind
 
 
+def _downloading(rig) -> list[int]:
+    return [p.bytes_done for p in harness.install_events(rig.events) if p.state == events_pb2.INSTALL_STATE_DOWNLOADING]
+
+
 def test_downloading_progress_is_reported(rig, blobs):
     rig.start()
-    deploy_and_serve(rig, blobs, "v1", sequence=1)
-    downloading = [p for p in harness.install_events(rig.events) if p.state == events_pb2.INSTALL_STATE_DOWNLOADING]
-    done = [p.bytes_done for p in downloading]
-    assert done[0] == 0 and done == sorted(done) and len(done) > 1
+
+    def slow(chunk):
+        rig.clock.advance(0.4)  # a slow link: a quarter takes longer than the progress interval
+        return [chunk]
+
+    rig.deploy(offer(rig, blobs, "v1", sequence=1), "c1")
+    rig.serve(chunk_filter=slow)
+    done = _downloading(rig)
+    assert done[0] == 0 and done == sorted(done) and len(done) == 4  # the state, then 1/4, 2/4, 3/4
+    assert rig.last().state == events_pb2.INSTALL_STATE_COMMITTED
+
+
+def test_a_fast_download_reports_no_quarters(rig, blobs):
+    rig.start()
+    deploy_and_serve(rig, blobs, "v1", sequence=1)  # the fake clock stands still: within the interval
+    assert _downloading(rig) == [0]
+    assert dedup(rig.states()) == STEPS
+
+
+def test_progress_interval_must_not_be_negative(rig):
+    with pytest.raises(ValueError, match="progress_interval_s must not be negative, got -1"):
+        rig.start(progress_interval_s=-1)
 
 
 # -- refusals ---------------------------------------------------------------------------------------
@@ -514,3 +536,18 @@ def test_the_daemon_may_end_the_trial_from_the_activation_callback(rig, blobs):
     states = rig.states()
     assert states[-1] == "rolled_back" and states[-2] == "staged"   # no TRIAL reported after the rollback
     assert active_version(rig) == "v1" and not rig.installer.trial_active()
+
+
+def test_the_acceptance_figures_are_handed_over_for_the_model_accepted_by_this_process(rig, blobs):
+    rig.start()
+    deploy_and_serve(rig, blobs, "v1", sequence=1)
+    reported = rig.last().figures
+    sha = harness.sha256(blobs["v1"])
+    figures = rig.installer.accepted_figures(sha)
+    assert figures is not None and figures["metric"] == reported["metric"] == 1.0
+    assert figures["golden_count"] == reported["golden_count"] > 0
+    assert rig.installer.accepted_figures(harness.sha256(blobs["v2"])) is None  # not the accepted model
+    figures["metric"] = 0.0
+    assert rig.installer.accepted_figures(sha)["metric"] == 1.0  # a copy: the caller cannot change it
+    rig.start()  # a restart: this process accepted nothing, the serving side scores the model itself
+    assert rig.installer.accepted_figures(sha) is None
