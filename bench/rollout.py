@@ -42,8 +42,12 @@ Measured in the same run:
              COMMITTED; ratio = rollout / baseline (target <= 2.0), printed against both baselines: the
              per-receiver one is the issue's target; the fan-out one is the best the broker can do.
              The chunk publishes the coordinator made during the rollout are counted by a QoS 0 listener
-             in this process on ef/v1/blobs/+ (broadcast) and ef/v1/dev/+/blob (unicast) (--no-count
-             turns it off: it is one more subscriber for the broker to feed).
+             in this process on ef/v1/blobs/+ (broadcast) and ef/v1/dev/+/blob (unicast). The same listener
+             (QoS 0, also on the devices' cmd, blob/req and event topics) stamps the rollout's milestones as
+             it hears them: deploy commands, ready requests, each broadcast's first chunk and end, each
+             install state reported; with the coordinator's store read afterwards (deploys stored, finishes
+             stored, rollout done) the bench prints the timeline from CreateRollout, first / median / last
+             over the devices (--no-count turns both off: one more subscriber for the broker to feed).
   abort      v2 rolled out with a long trial; once every device runs v2 on trial, ControlRollout(abort):
              time until the last device reported ROLLED_BACK to v1 (the rollout is `aborted`).
 """
@@ -427,33 +431,62 @@ def baseline(url: str, names: list[str], blobs: list[bytes], chunk: int, procs: 
 
 
 class PublishCounter:
-    """Counts the coordinator's chunk publishes as the broker delivers them to one more subscriber (QoS 0)."""
+    """Counts the coordinator's chunk publishes as the broker delivers them to one more subscriber (QoS 0), and
+    stamps (wall clock, on arrival here) what the rollout's messages say: each deploy command, each ready
+    request, each broadcast's first chunk and end marker, each install state a device reports. A milestone
+    is stamped once per (kind, device or transfer): the first time this listener hears of it."""
 
     def __init__(self, url: str):
         from edgefleet import envelope, session, topics
 
         self.counts = {"broadcast": 0, "unicast": 0, "ends": 0, "transfers": 0}
         self._transfers: set[str] = set()
+        self.marks: dict[tuple[str, str], float] = {}  # (milestone, device id or transfer id) -> time.time()
+        self.sizes: dict[str, int] = {}  # transfer id -> the size of the blob it broadcast
         self._lock = threading.Lock()
         subscribed = threading.Event()
         c = session.make_client("bench-counter", "5")
 
+        def mark(what: str, who: str, at: float) -> None:
+            self.marks.setdefault((what, who), at)
+
         def on_message(client, userdata, msg):
+            at = time.time()
             try:
-                chunk = envelope.decode(bytes(msg.payload)).blob_chunk
+                env = envelope.decode(bytes(msg.payload))
+                parsed = topics.parse(msg.topic)
+                kind = parsed.kind if parsed else None
+                body = env.WhichOneof("body")
             except Exception:  # noqa: BLE001 - a count, never a crash
                 return
-            broadcast = msg.topic.startswith(topics.BLOBS_ROOT + "/")
             with self._lock:
-                if chunk.end:
-                    self.counts["ends"] += 1
-                elif chunk.data:
-                    self.counts["broadcast" if broadcast else "unicast"] += 1
-                    if broadcast and chunk.transfer_id not in self._transfers:
-                        self._transfers.add(chunk.transfer_id)
-                        self.counts["transfers"] += 1
+                if body == "blob_chunk":
+                    chunk = env.blob_chunk
+                    broadcast = kind is None
+                    if chunk.end:
+                        self.counts["ends"] += 1
+                        if broadcast:
+                            mark("broadcast end", chunk.transfer_id, at)
+                    elif chunk.data:
+                        self.counts["broadcast" if broadcast else "unicast"] += 1
+                        if broadcast:
+                            mark("broadcast start", chunk.transfer_id, at)
+                            self.sizes[chunk.transfer_id] = chunk.total_size
+                            if chunk.transfer_id not in self._transfers:
+                                self._transfers.add(chunk.transfer_id)
+                                self.counts["transfers"] += 1
+                elif body == "command" and env.command.WhichOneof("kind") == "deploy":
+                    mark("deploy", parsed.device_id, at)
+                elif body == "blob_request" and env.blob_request.ready:
+                    mark("ready", f"{parsed.device_id} {env.blob_request.transfer_id}", at)
+                elif body == "event" and env.event.WhichOneof("kind") == "install":
+                    state = env.event.install.state
+                    mark(events_pb2.InstallState.Name(state).removeprefix("INSTALL_STATE_").lower(), parsed.device_id, at)
 
-        c.on_connect = lambda client, ud, flags, rc, props: client.subscribe([(topics.all_broadcasts(), 0), (topics.all_devices(topics.BLOB), 0)])
+        from edgefleet.v1 import events_pb2
+
+        subs = [(topics.all_broadcasts(), 0)] + [(topics.all_devices(k), 0) for k in (topics.BLOB, topics.CMD, topics.BLOB_REQ, topics.EVENT)]
+        c.on_connect = lambda client, ud, flags, rc, props: client.subscribe(subs)
         c.on_subscribe = lambda *a: subscribed.set()
         c.on_message = on_message
         session.connect_async(c, session.parse_broker_url(url), keepalive=30, session_expiry_s=0)
@@ -469,6 +502,12 @@ class PublishCounter:
     def since(self, before: dict) -> dict:
         now = self.snapshot()
         return {k: now[k] - before.get(k, 0) for k in now}
+
+    def take_marks(self) -> dict[tuple[str, str], float]:
+        """The milestones stamped so far, forgotten here (the next rollout starts afresh)."""
+        with self._lock:
+            marks, self.marks = self.marks, {}
+        return marks
 
     def stop(self) -> None:
         self.client.disconnect()
@@ -502,6 +541,53 @@ def watch_until(admin: Admin, rollout_id: str, done, timeout: float):
         if time.monotonic() > deadline:
             break
     raise SystemExit(f"rollout {rollout_id} did not get there in {timeout:.0f} s: {last.state if last else '?'} {dict(last.counts) if last else ''}")
+
+
+def store_times(db: Path, rollout_id: str) -> dict[str, list[float]]:
+    """From the coordinator's SQLite store (read after the rollout): when each deploy was stored as sent, when
+    each device's finish was applied, when the engine marked the rollout finished (epoch seconds)."""
+    import sqlite3
+    from datetime import datetime, timezone
+
+    def epoch(text: str | None) -> float | None:
+        return None if text is None else datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = con.execute("SELECT sent_at, finished_at FROM rollout_devices WHERE rollout_id = ?", (rollout_id,)).fetchall()
+        (done,) = con.execute("SELECT finished_at FROM rollouts WHERE id = ?", (rollout_id,)).fetchone()
+    finally:
+        con.close()
+    return {"deploy stored": sorted(t for t in (epoch(a) for a, _ in rows) if t is not None),
+            "finish stored": sorted(t for t in (epoch(b) for _, b in rows) if t is not None),
+            "rollout done stored": [t for t in (epoch(done),) if t is not None]}
+
+
+def timeline(marks: dict[tuple[str, str], float], sizes: dict[str, int], stored: dict[str, list[float]], t0: float, seen: float) -> list[str]:
+    """The rollout's milestones in seconds from CreateRollout: first / median / last over the devices."""
+    def spread(times: list[float]) -> str:
+        if not times:
+            return "-"
+        times = sorted(times)
+        parts = [times[0], statistics.median(times), times[-1]] if len(times) > 2 else times
+        return " / ".join(f"+{t - t0:.2f}" for t in parts) + f" ({len(times)})"
+
+    def of(what: str) -> list[float]:
+        return [t for (w, _), t in marks.items() if w == what]
+
+    lines = [f"  timeline from CreateRollout, s (first / median / last, count); heard by a listener unless 'stored':",
+             f"    deploy stored {spread(stored['deploy stored'])}, heard {spread(of('deploy'))}"]
+    transfers = sorted({who for (w, who) in marks if w == "broadcast start"}, key=lambda tid: marks[("broadcast start", tid)])
+    for tid in transfers:
+        ready = [t for (w, who), t in marks.items() if w == "ready" and who.endswith(" " + tid)]
+        end = marks.get(("broadcast end", tid))
+        lines.append(f"    broadcast of {sizes.get(tid, 0) / 1e3:.0f} kB: ready {spread(ready)}; first chunk +{marks[('broadcast start', tid)] - t0:.2f}, "
+                     f"end {'+%.2f' % (end - t0) if end else '-'}")
+    for state in ("downloading", "verifying", "staged", "trial", "committed"):
+        lines.append(f"    {state:<11} {spread(of(state))}")
+    lines.append(f"    finish stored {spread(stored['finish stored'])}; rollout done stored {spread(stored['rollout done stored'])}; "
+                 f"seen done by the watch +{seen - t0:.2f}")
+    return lines
 
 
 def main() -> None:
@@ -618,22 +704,27 @@ def main() -> None:
         run_baseline()
         canary = args.canary or args.agents
         counts0 = counter.snapshot() if counter else None
+        if counter:
+            counter.take_marks()
         cpu0 = cpu()
-        t0 = time.perf_counter()
+        t0, t0_wall = time.perf_counter(), time.time()
         r = admin.CreateRollout(admin_pb2.RolloutSpec(ref=refs["v1"], selector="bench=1", canary_count=canary, waves=1), timeout=120)
         created_s = time.perf_counter() - t0
         final = watch_until(admin, r.id, lambda x: x.state in ("done", "aborted"), 600)
         rollout_s = time.perf_counter() - t0
+        seen_wall = time.time()
         if final.state != "done" or dict(final.counts) != {"committed": args.agents}:
             raise SystemExit(f"rollout of v1 ended {final.state}: {dict(final.counts)} {final.reason}")
         cpu1 = cpu()
         print(f"rollout of v1 until all {args.agents} committed: {rollout_s:.2f} s "
-              f"(CreateRollout {created_s:.2f} s; CPU: coordinator {cpu1[0] - cpu0[0]:.1f} s, agents {cpu1[1] - cpu0[1]:.1f} s, "
-              f"broker {cpu1[2] - cpu0[2]:.1f} s; load {os.getloadavg()[0]:.1f})", flush=True)
+              f"(CreateRollout {created_s:.2f} s; CPU: coordinator {cpu1[0] - cpu0[0]:.2f} s, agents {cpu1[1] - cpu0[1]:.2f} s, "
+              f"broker {cpu1[2] - cpu0[2]:.2f} s; load {os.getloadavg()[0]:.1f})", flush=True)
         if counter:
             c = counter.since(counts0)
             print(f"  coordinator chunk publishes: {c['broadcast']} broadcast ({c['transfers']} transfer(s), {c['ends']} end markers), "
                   f"{c['unicast']} unicast (of {args.agents} devices x {-(-len(model_bytes) // chunk) + -(-len(golden) // chunk)} chunks)", flush=True)
+            stored = store_times(work / "coordinator" / "edgefleet.db", r.id)
+            print("\n".join(timeline(counter.take_marks(), dict(counter.sizes), stored, t0_wall, seen_wall)), flush=True)
         run_baseline()
 
         r2 = admin.CreateRollout(admin_pb2.RolloutSpec(ref=refs["v2"], selector="bench=1", canary_count=canary, waves=1, trial_seconds=3600), timeout=120)

@@ -86,13 +86,15 @@ class RolloutEngine:
         lease_s: float = 30.0,
         tick_interval_s: float = 0.5,
         on_change: Callable[[str], None] | None = None,
+        on_finish: Callable[[str], None] | None = None,
         broadcast: Callable[[str, int, list[str]], object] | None = None,
     ):
         """`publish(topic, payload, qos=1)`: CoordinatorLink.publish. `floor(device_id)`: the highest manifest
         sequence the device reported (registry), None when the device was removed; `floors(ids)`: the same for
         many devices in one query (default: floor() for each). `broadcast(sha256, chunk_size, device_ids)` ->
         BlobBroadcast (BlobServer.open_broadcast): a blob that several devices of a wave batch fetch is
-        broadcast once to them; None: unicast only."""
+        broadcast once to them; None: unicast only. `on_change(rollout_id)`: this engine changed the rollout;
+        `on_finish(rollout_id)`: it became done or aborted (after on_change)."""
         self.repo = repo
         self.specs = specs
         self.issuer = issuer
@@ -106,10 +108,11 @@ class RolloutEngine:
         self.lease_s = lease_s
         self.tick_interval_s = tick_interval_s
         self.on_change = on_change or (lambda rollout_id: None)
+        self.on_finish = on_finish or (lambda rollout_id: None)
         self.broadcast = broadcast
         self._seen: set[str] = set()  # rollouts whose open commands this engine re-published once
         self._lease_until: dict[str, datetime] = {}  # our own leases: renewed in the store once a third has passed
-        self._stepped: dict[str, tuple[int, datetime]] = {}  # (revision, clock) of each rollout's last full step
+        self._stepped: dict[str, tuple[tuple, datetime]] = {}  # (repo.mark, clock) of each rollout's last full step
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -182,20 +185,23 @@ class RolloutEngine:
         return True
 
     def _due(self, rollout_id: str) -> bool:
-        """A full step when the rollout changed since the last one, or a second went by (timeouts, windows, rates)."""
+        """A full step when what a step acts on changed since the last one (the rollout's state or wave, a device
+        or a rollback finished: repo.mark), or a second went by (timeouts, windows, rates, resends). Download
+        progress and install steps bump the rollout's revision many times a second during a wave and change
+        nothing a step would do."""
         last = self._stepped.get(rollout_id)
         if last is None:
             return True
-        revision, at = last
-        return self.repo.revision(rollout_id) != revision or (self.clock() - at).total_seconds() >= 1.0
+        mark, at = last
+        return self.repo.mark(rollout_id) != mark or (self.clock() - at).total_seconds() >= 1.0
 
     def step(self, rollout_id: str) -> bool:
         """Move one rollout on; True when something changed that may let it move further at once."""
         now = self.clock()
         snap = self.repo.get(rollout_id)
         r = snap.rollout
-        # The revision this step works from: any later change (an event meanwhile) makes the rollout due again.
-        self._stepped[rollout_id] = (r.revision, now)
+        # The mark this step works from: a later change (a device finishing meanwhile) makes the rollout due again.
+        self._stepped[rollout_id] = (snap.mark(), now)
         params = RolloutParams.from_json(r.params)
         if rollout_id not in self._seen:
             self._seen.add(rollout_id)
@@ -235,11 +241,10 @@ class RolloutEngine:
 
     def _drive_abort(self, snap: RolloutSnapshot, params: RolloutParams, now: datetime) -> bool:
         r = snap.rollout
-        changed = False
-        for d in snap.devices:
-            if d.rollback == S.RB_PENDING:
-                changed |= self._send_rollback(r, d, now)
-        snap = self.repo.get(r.id)
+        pending = [d for d in snap.devices if d.rollback == S.RB_PENDING]
+        changed = self._send_rollbacks(r, pending, now) if pending else False
+        if changed:
+            snap = self.repo.get(r.id)
         if any(d.rollback in S.RB_OPEN for d in snap.devices):
             return changed
         back = sum(1 for d in snap.devices if d.rollback == S.RB_DONE)
@@ -251,19 +256,34 @@ class RolloutEngine:
             return True
         return False
 
-    def _send_rollback(self, r: RolloutRow, d: RolloutDeviceRow, now: datetime) -> bool:
-        floor = self.floor(d.device_id)
-        if floor is None:
-            return self.repo.set_device(r.id, d.device_id, expect_rollback=(S.RB_PENDING,), rollback=S.RB_TIMED_OUT, detail="removed from the registry")
-        cmd = self.issuer.sign_rollback(d.device_id, r.id, r.reason, floor=floor)
-        order = commands_pb2.RollbackOrder.FromString(cmd.rollback.order)
-        stored = self.repo.set_device(
-            r.id, d.device_id, expect_rollback=(S.RB_PENDING,), rollback=S.RB_SENT, rollback_sequence=order.sequence,
-            rollback_command_id=cmd.command_id, rollback_command=cmd.SerializeToString(), rollback_sent_at=now,
-        )
+    def _send_rollbacks(self, r: RolloutRow, devices: list[RolloutDeviceRow], now: datetime) -> bool:
+        """Sign, store, then publish the rollback orders of several devices: one transaction for their
+        sequences and one for the rows, as a wave's deploys."""
+        changed = False
+        floors = self.floors([d.device_id for d in devices])
+        todo = []
+        for d in devices:
+            floor = floors.get(d.device_id)
+            if floor is None:
+                changed |= self.repo.set_device(r.id, d.device_id, expect_rollback=(S.RB_PENDING,), rollback=S.RB_TIMED_OUT, detail="removed from the registry")
+            else:
+                todo.append((d, floor))
+        if not todo:
+            return changed
+        cmds = self.issuer.sign_rollbacks([(d.device_id, floor) for d, floor in todo], r.id, r.reason)
+        rows = []
+        for (d, _), cmd in zip(todo, cmds):
+            order = commands_pb2.RollbackOrder.FromString(cmd.rollback.order)
+            rows.append((d.device_id, dict(rollback=S.RB_SENT, rollback_sequence=order.sequence, rollback_command_id=cmd.command_id,
+                                           rollback_command=cmd.SerializeToString(), rollback_sent_at=now)))
+        stored = self.repo.set_devices(r.id, rows, expect_rollback=(S.RB_PENDING,))
+        # Stored first: a crash after this line re-publishes these orders on restart; before it, nothing went out.
+        for (d, _), cmd in zip(todo, cmds):
+            if d.device_id in stored:
+                send_command(self.publish, d.device_id, cmd)
         if stored:
-            send_command(self.publish, d.device_id, cmd)
-        return stored
+            self.on_change(r.id)
+        return changed or bool(stored)
 
     # --- timeouts and resends ----------------------------------------------------------------------------
 
@@ -463,3 +483,4 @@ class RolloutEngine:
         self._seen.discard(rollout_id)
         self._lease_until.pop(rollout_id, None)
         self._stepped.pop(rollout_id, None)
+        self.on_finish(rollout_id)

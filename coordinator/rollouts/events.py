@@ -9,7 +9,12 @@ A CommandRejected (bad signature, sequence not above the device's floor) ends th
 
 On a running coordinator the ingest handler only checks the device is known and queues; one worker
 applies whatever has queued in one transaction, so chunk requests (the same ingest thread) never wait
-behind a fleet's worth of install reports.
+behind a fleet's worth of install reports. A transaction costs about a millisecond of CPU whatever it
+holds, and a fleet's reports trickle in one at a time: so a batch of progress (downloading, verifying,
+staged, trial) waits up to `coalesce_s` for company, while a batch holding an install's end (committed,
+failed, rolled back: what the engine waits for) is applied at once. The worker keeps the rows it read
+or wrote: a compare-and-set on the row's revision tells when another writer changed one meanwhile
+(then it is read again), so most events cost their UPDATE alone, not a SELECT too.
 """
 from __future__ import annotations
 
@@ -36,11 +41,17 @@ from edgefleet.v1 import events_pb2
 log = logging.getLogger(__name__)
 _ATTEMPTS = 8
 _STOP = object()
+COALESCE_S = 0.05  # longest a batch of progress events waits for more before it is applied
+_MAX_ROWS = 100_000  # rows the worker keeps; beyond, it forgets them all and reads them again
+# Install states the engine waits for (a device finished, or its rollback did): applied without waiting.
+_ENDS = frozenset(s for s, state in S.DEVICE_STATE_OF.items() if state in S.DEVICE_DONE)
 
 # Statements built once: building and cache-keying a statement per event cost more CPU than running it
 # (a fleet reports ~8 events per device and install). Core on the session's connection, not the ORM.
 _DEV = RolloutDeviceRow.__table__
-_ROWS = select(_DEV).where(_DEV.c.rollout_id == bindparam("k_rollout"), _DEV.c.device_id.in_(bindparam("k_devices", expanding=True)))
+# What merge() and the log read of a device row (not the stored commands).
+_ROWS = select(_DEV.c.device_id, _DEV.c.device_name, _DEV.c.state, _DEV.c.install_state, _DEV.c.sequence, _DEV.c.bytes_done, _DEV.c.bytes_total,
+               _DEV.c.rollback, _DEV.c.rollback_sequence, _DEV.c.revision).where(_DEV.c.rollout_id == bindparam("k_rollout"), _DEV.c.device_id.in_(bindparam("k_devices", expanding=True)))
 _BUMP = (update(RolloutRow.__table__).where(RolloutRow.__table__.c.id == bindparam("k_rollout"))
          .values(revision=RolloutRow.__table__.c.revision + 1, updated_at=bindparam("v_updated_at")))
 _SETS: dict[tuple[str, ...], object] = {}       # the columns an event changes -> its compare-and-set UPDATE
@@ -114,9 +125,13 @@ class InstallEvents:
     reports, and a burst of events costs one commit. Not started, each event is applied at once (tests)."""
 
     def __init__(self, repo: RolloutRepository, *, on_change: Callable[[str, bool], None] | None = None, limiter: RateLimitedLog | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), batch: int = 500, known_ttl_s: float = 60.0):
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), batch: int = 500, known_ttl_s: float = 60.0,
+                 coalesce_s: float = COALESCE_S):
         """`on_change(rollout_id, settled)`: a device row changed; settled when it finished or its rollback did
-        (what the engine waits for), not for download progress."""
+        (what the engine waits for), not for download progress. `coalesce_s`: how long the worker lets a batch
+        of progress events wait for more (0: apply whatever has queued at once)."""
+        if coalesce_s < 0 or batch < 1:
+            raise ValueError(f"coalesce_s must be >= 0 and batch >= 1 (got {coalesce_s}, {batch})")
         self.repo = repo
         self.store = repo.store
         self.on_change = on_change or (lambda rollout_id, settled: None)
@@ -124,7 +139,12 @@ class InstallEvents:
         self.clock = clock
         self.batch = batch
         self.known_ttl_s = known_ttl_s
+        self.coalesce_s = coalesce_s
+        self.batches = 0  # transactions applied (tests, and a figure to compare)
         self._known: dict[str, float] = {}
+        # (rollout id, device id) -> the row as last read or written by a committed batch (see the docstring).
+        self._rows: dict[tuple[str, str], SimpleNamespace] = {}
+        self._apply_lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._idle = threading.Condition()
@@ -183,15 +203,34 @@ class InstallEvents:
             self._known[device_id] = now
         return known
 
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            items = [item]
-            while len(items) < self.batch:
+    def _take(self) -> list:
+        """The next batch: whatever has queued, and while it is progress only, what comes within coalesce_s."""
+        first = self._queue.get()
+        items = [first]
+        urgent = first is _STOP or first.progress.state in _ENDS
+        deadline = None
+        while len(items) < self.batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                if urgent or self.coalesce_s <= 0:
+                    break
+                if deadline is None:
+                    deadline = time.monotonic() + self.coalesce_s
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
                 try:
-                    items.append(self._queue.get_nowait())
+                    item = self._queue.get(timeout=left)
                 except queue.Empty:
                     break
+            items.append(item)
+            urgent = urgent or item is _STOP or item.progress.state in _ENDS
+        return items
+
+    def _work(self) -> None:
+        while True:
+            items = self._take()
             stop = any(i is _STOP for i in items)
             items = [i for i in items if i is not _STOP]
             try:
@@ -206,10 +245,12 @@ class InstallEvents:
                         log.exception("install event from %s (rollout %s) could not be applied", i.device_id, i.progress.rollout_id)
             finally:
                 # Acked after the attempt even when an event could not be applied (logged above): an
-                # unacked message would hold back every PUBACK after it (they go out in order).
-                for i in items:
-                    if i.ack is not None:
-                        i.ack()
+                # unacked message would hold back every PUBACK after it (they go out in order). The
+                # batch's PUBACKs go to paho as one write.
+                try:
+                    acks.complete_all(i.ack for i in items)
+                except Exception:  # noqa: BLE001 - a Delivery never raises; another callback must not stop the worker
+                    log.exception("acknowledging %d install events failed", len(items))
                 with self._idle:
                     self._pending -= len(items)
                     self._idle.notify_all()
@@ -226,21 +267,39 @@ class InstallEvents:
 
     def apply_batch(self, items: list[_Pending]) -> list[str]:
         """Apply events in arrival order in one transaction; per event: updated | unchanged | not_ours."""
+        with self._apply_lock:
+            outcomes, changed, rows = self._apply(items)
+            # Committed: the batch's copies are what the store holds now (until another writer bumps a revision).
+            if len(self._rows) + len(rows) > _MAX_ROWS:
+                self._rows.clear()
+            self._rows.update(rows)
+            self.batches += 1
+        for rollout_id, settled in changed.items():
+            self.on_change(rollout_id, settled)
+        return outcomes
+
+    def _apply(self, items: list[_Pending]) -> tuple[list[str], dict[str, bool], dict[tuple[str, str], SimpleNamespace]]:
         outcomes: list[str] = []
         changed: dict[str, bool] = {}  # rollout id -> settled
-        with self.store.session() as s:
-            conn = s.connection()
+        # Working copies: the kept rows change only once the transaction committed.
+        rows: dict[tuple[str, str], SimpleNamespace | None] = {}
+        fresh: set[tuple[str, str]] = set()  # read in this transaction
+        with self.store.engine.begin() as conn:
             history = [self._history_values(item) for item in items if item.progress.state in S.HISTORY_STATES]
             if history:
-                conn.execute(self._history_insert(s), history)
-            # The batch's rows, one SELECT per rollout.
-            rows: dict[tuple[str, str], SimpleNamespace | None] = {}
+                conn.execute(self._history_insert(conn), history)
+            # Rows not kept from an earlier batch: one SELECT per rollout.
             wanted: dict[str, set[str]] = {}
             for item in items:
-                if item.progress.rollout_id:
-                    wanted.setdefault(item.progress.rollout_id, set()).add(item.device_id)
+                key = (item.progress.rollout_id, item.device_id)
+                if key[0] and key not in rows:
+                    kept = self._rows.get(key)
+                    if kept is not None:
+                        rows[key] = SimpleNamespace(**vars(kept))
+                    else:
+                        wanted.setdefault(key[0], set()).add(item.device_id)
             for rollout_id, devices in wanted.items():
-                rows.update(self._read_rows(conn, rollout_id, devices))
+                fresh.update(self._read_rows(conn, rollout_id, devices, into=rows))
             for item in items:
                 p, device_id = item.progress, item.device_id
                 if not p.rollout_id:
@@ -250,7 +309,7 @@ class InstallEvents:
                 outcome = "unchanged"
                 for _ in range(_ATTEMPTS):
                     if key not in rows:
-                        rows.update(self._read_rows(conn, p.rollout_id, {device_id}))
+                        fresh.update(self._read_rows(conn, p.rollout_id, {device_id}, into=rows))
                     row = rows[key]
                     if row is None:
                         self.limiter.warning((device_id, "rollout:unknown"), "install event from %s for rollout %r, which has no such device", device_id, p.rollout_id)
@@ -258,6 +317,9 @@ class InstallEvents:
                         break
                     values = merge(row, p, item.at)
                     if values is None:
+                        if key not in fresh:
+                            del rows[key]  # a kept row says nothing to do: ask the store's (it may have moved on)
+                            continue
                         break
                     values.update(revision=row.revision + 1, updated_at=item.at)
                     columns = tuple(sorted(values))
@@ -273,30 +335,32 @@ class InstallEvents:
                             log.info("rollout %s: %s %s: %s", p.rollout_id, row.device_name or device_id, values["state"], p.reason or "no reason given")
                         outcome = "updated"
                         break
-                    del rows[key]  # the engine changed the row meanwhile: read it again
+                    del rows[key]  # another writer (the engine, an operator, a replica) changed the row: read it again
                 else:
                     raise RuntimeError(f"install event from {device_id}: the row of rollout {p.rollout_id} kept changing under it")
                 outcomes.append(outcome)
             if changed:
                 now = self.clock()
                 conn.execute(_BUMP, [{"k_rollout": rollout_id, "v_updated_at": now} for rollout_id in changed])
-        for rollout_id, settled in changed.items():
-            self.on_change(rollout_id, settled)
-        return outcomes
+        return outcomes, changed, {k: v for k, v in rows.items() if v is not None}
 
     @staticmethod
-    def _read_rows(conn, rollout_id: str, devices: set[str]) -> dict[tuple[str, str], SimpleNamespace | None]:
-        found: dict[tuple[str, str], SimpleNamespace | None] = {(rollout_id, d): None for d in devices}
+    def _read_rows(conn, rollout_id: str, devices: set[str], *, into: dict) -> set[tuple[str, str]]:
+        """Read the devices' rows into `into` (None for a device the rollout does not have); returns their keys."""
+        keys = set()
+        for d in devices:
+            into[(rollout_id, d)] = None
+            keys.add((rollout_id, d))
         for m in conn.execute(_ROWS, {"k_rollout": rollout_id, "k_devices": sorted(devices)}).mappings():
-            found[(rollout_id, m["device_id"])] = SimpleNamespace(**m)
-        return found
+            into[(rollout_id, m["device_id"])] = SimpleNamespace(**m)
+        return keys
 
     @staticmethod
-    def _history_insert(s):
-        name = s.get_bind().dialect.name
+    def _history_insert(conn):
+        name = conn.dialect.name
         stmt = _HISTORY_INSERTS.get(name)
         if stmt is None:
-            stmt = _HISTORY_INSERTS[name] = dialect_insert(s, ModelHistoryRow.__table__).on_conflict_do_nothing(index_elements=["message_id"])
+            stmt = _HISTORY_INSERTS[name] = dialect_insert(conn, ModelHistoryRow.__table__).on_conflict_do_nothing(index_elements=["message_id"])
         return stmt
 
     @staticmethod

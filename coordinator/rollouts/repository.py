@@ -13,13 +13,51 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Sequence
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from coordinator.rollouts import states as S
 from coordinator.store.db import Store
 from coordinator.store.rollout_tables import ModelHistoryRow, RolloutClaimRow, RolloutDeviceRow, RolloutRow
 from coordinator.store.schema import DeviceRow
+
+
+_DEV = RolloutDeviceRow.__table__
+# A device's rollback that has nothing more to wait for (what an aborting rollout waits for).
+_RB_SETTLED = (S.RB_DONE, S.RB_TIMED_OUT, S.RB_REJECTED)
+_BUMP = (update(RolloutRow.__table__).where(RolloutRow.__table__.c.id == bindparam("k_rollout"))
+         .values(revision=RolloutRow.__table__.c.revision + 1, updated_at=bindparam("v_updated_at")))
+_DEVICE_UPDATES: dict[tuple, object] = {}  # (columns, which checks) -> its compare-and-set UPDATE
+
+
+_R = RolloutRow.__table__
+_MARK = select(
+    _R.c.state, _R.c.current_wave,
+    select(func.count()).where(_DEV.c.rollout_id == _R.c.id, _DEV.c.state.in_(S.DEVICE_DONE)).scalar_subquery(),
+    select(func.count()).where(_DEV.c.rollout_id == _R.c.id, _DEV.c.rollback.in_(_RB_SETTLED)).scalar_subquery(),
+).where(_R.c.id == bindparam("k_rollout"))
+
+
+def _device_update(columns: tuple[str, ...], expect: bool, expect_rollback: bool, revision: bool):
+    """A device row's compare-and-set UPDATE, built once per shape: building and cache-keying a statement cost
+    more CPU than running it (a wave of 50 deploys, 50 rollback orders)."""
+    key = (columns, expect, expect_rollback, revision)
+    stmt = _DEVICE_UPDATES.get(key)
+    if stmt is None:
+        unknown = [c for c in columns if c not in _DEV.c]
+        if unknown:
+            raise ValueError(f"rollout_devices has no column {', '.join(unknown)}")
+        conds = [_DEV.c.rollout_id == bindparam("k_rollout"), _DEV.c.device_id == bindparam("k_device")]
+        if expect:
+            conds.append(_DEV.c.state.in_(bindparam("k_expect", expanding=True)))
+        if expect_rollback:
+            conds.append(_DEV.c.rollback.in_(bindparam("k_expect_rollback", expanding=True)))
+        if revision:
+            conds.append(_DEV.c.revision == bindparam("k_revision"))
+        values = {c: bindparam("v_" + c) for c in columns}
+        values["revision"] = _DEV.c.revision + 1
+        stmt = _DEVICE_UPDATES[key] = update(_DEV).where(*conds).values(values)
+    return stmt
 
 
 def utc(dt: datetime | None) -> datetime | None:
@@ -52,6 +90,12 @@ class RolloutSnapshot:
 
     def by_id(self) -> dict[str, RolloutDeviceRow]:
         return {d.device_id: d for d in self.devices}
+
+    def mark(self) -> tuple:
+        """RolloutRepository.mark() of this snapshot."""
+        r = self.rollout
+        return (r.state, r.current_wave, sum(1 for d in self.devices if d.state in S.DEVICE_DONE),
+                sum(1 for d in self.devices if d.rollback in _RB_SETTLED))
 
 
 class RolloutRepository:
@@ -124,6 +168,13 @@ class RolloutRepository:
         if row is None:
             raise RolloutNotFound(f"no rollout with id {rollout_id!r}")
         return row
+
+    def mark(self, rollout_id: str) -> tuple | None:
+        """What the engine acts on besides the clock: the rollout's state and wave, how many of its devices
+        finished and how many rollbacks did. Download progress and install steps change none of it."""
+        with self.store.session() as s:
+            row = s.execute(_MARK, {"k_rollout": rollout_id}).first()
+        return tuple(row) if row is not None else None
 
     def revision(self, rollout_id: str) -> int | None:
         with self.store.session() as s:
@@ -200,7 +251,7 @@ class RolloutRepository:
     # --- compare-and-set writes ------------------------------------------------------------------------
 
     def _bump(self, s, rollout_id: str, now: datetime) -> None:
-        s.execute(update(RolloutRow).where(RolloutRow.id == rollout_id).values(revision=RolloutRow.revision + 1, updated_at=now))
+        s.execute(_BUMP, {"k_rollout": rollout_id, "v_updated_at": now})
 
     def set_rollout(self, rollout_id: str, expect: Sequence[str], **values) -> bool:
         """Change the rollout row if its state is one of `expect`; False when it was not."""
@@ -216,36 +267,31 @@ class RolloutRepository:
     def set_device(self, rollout_id: str, device_id: str, *, expect: Sequence[str] | None = None, expect_rollback: Sequence[str] | None = None,
                    revision: int | None = None, **values) -> bool:
         """Change one device row if its state (rollback state, revision) is what the caller read."""
-        now = self.clock()
-        t = RolloutDeviceRow
-        conds = [t.rollout_id == rollout_id, t.device_id == device_id]
-        if expect is not None:
-            conds.append(t.state.in_(list(expect)))
-        if expect_rollback is not None:
-            conds.append(t.rollback.in_(list(expect_rollback)))
-        if revision is not None:
-            conds.append(t.revision == revision)
-        with self.store.session() as s:
-            res = s.execute(update(t).where(*conds).values(revision=t.revision + 1, updated_at=now, **values))
-            if res.rowcount != 1:
-                return False
-            self._bump(s, rollout_id, now)
-            return True
+        return bool(self.set_devices(rollout_id, [(device_id, values)], expect=expect, expect_rollback=expect_rollback, revision=revision))
 
-    def set_devices(self, rollout_id: str, changes: Sequence[tuple[str, dict]], *, expect: Sequence[str]) -> set[str]:
-        """set_device(expect=...) for many devices in one transaction (one commit, one revision bump);
-        returns the ids of the devices whose row was in an expected state and changed."""
+    def set_devices(self, rollout_id: str, changes: Sequence[tuple[str, dict]], *, expect: Sequence[str] | None = None,
+                    expect_rollback: Sequence[str] | None = None, revision: int | None = None) -> set[str]:
+        """set_device() for many devices in one transaction (one commit, one revision bump); returns the ids
+        of the devices whose row was in an expected state and changed."""
         now = self.clock()
-        t = RolloutDeviceRow
         done: set[str] = set()
         with self.store.session() as s:
+            conn = s.connection()
             for device_id, values in changes:
-                res = s.execute(update(t).where(t.rollout_id == rollout_id, t.device_id == device_id, t.state.in_(list(expect)))
-                                .values(revision=t.revision + 1, updated_at=now, **values))
-                if res.rowcount == 1:
+                columns = tuple(sorted(values)) + ("updated_at",)
+                params = {"v_" + c: v for c, v in values.items()}
+                params.update(v_updated_at=now, k_rollout=rollout_id, k_device=device_id)
+                if expect is not None:
+                    params["k_expect"] = list(expect)
+                if expect_rollback is not None:
+                    params["k_expect_rollback"] = list(expect_rollback)
+                if revision is not None:
+                    params["k_revision"] = revision
+                stmt = _device_update(columns, expect is not None, expect_rollback is not None, revision is not None)
+                if conn.execute(stmt, params).rowcount == 1:
                     done.add(device_id)
             if done:
-                self._bump(s, rollout_id, now)
+                self._bump(conn, rollout_id, now)
         return done
 
     def begin_abort(self, rollout_id: str, reason: str, at: datetime) -> bool:

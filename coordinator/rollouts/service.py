@@ -82,12 +82,13 @@ class RolloutService:
         self.specs = DeploySpecs(models, artifacts)
         self._changes = threading.Condition()
         self._generation = 0
+        self._finishes = 0  # rollouts this coordinator's engine finished: a throttled watcher sends the end at once
         self._stopped = threading.Event()
         self._metric_names: dict[tuple[str, str], str] = {}
         self.engine = RolloutEngine(
             self.repo, self.specs, self.issuer, publish, floor=self._floor, floors=self.repo.manifest_floors, observe=observe, metric_name=self._metric_name,
             clock=clock, owner=owner, lease_s=cfg.lease_s, tick_interval_s=cfg.tick_interval_s,
-            on_change=lambda rollout_id: self._changed(rollout_id, False), broadcast=broadcast,
+            on_change=lambda rollout_id: self._changed(rollout_id, False), on_finish=self._finished, broadcast=broadcast,
         )
         self.events = InstallEvents(self.repo, on_change=self._changed, limiter=limiter, clock=clock)
 
@@ -132,6 +133,11 @@ class RolloutService:
             self._changes.notify_all()
         if settled:
             self.engine.wake()
+
+    def _finished(self, rollout_id: str) -> None:
+        with self._changes:
+            self._finishes += 1
+            self._changes.notify_all()
 
     def _floor(self, device_id: str) -> int | None:
         row = self.registry.find(device_id)
@@ -221,19 +227,21 @@ class RolloutService:
     def watch(self, ref: str, is_active: Callable[[], bool], poll_s: float = 1.0, min_interval_s: float = 0.2) -> Iterator[admin_pb2.Rollout]:
         """The rollout now, then again after changes, until it finishes or the watcher goes away. Changes
         closer together than min_interval_s come as one message (a fleet's download progress would otherwise
-        be a message per event); changes made on another replica are seen within poll_s."""
+        be a message per event), but the end is sent as soon as this coordinator's engine finishes the
+        rollout; changes made on another replica are seen within poll_s."""
         rollout_id = self.repo.resolve_id(ref)
         last = None
         sent_at = 0.0
         while True:
             with self._changes:
-                generation = self._generation
+                generation, finishes = self._generation, self._finishes
             revision = self.repo.revision(rollout_id)
             if revision != last:
                 wait = sent_at + min_interval_s - time.monotonic()
                 state = self.repo.rollout(rollout_id).state
                 if wait > 0 and state not in S.FINISHED:
-                    self._stopped.wait(wait)
+                    with self._changes:
+                        self._changes.wait_for(lambda: self._finishes != finishes or self._stopped.is_set(), wait)
                     continue
                 last = revision
                 msg = self.get(rollout_id)

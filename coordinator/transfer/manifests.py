@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from coordinator.signing import key_id as key_id_of
 from coordinator.store.db import Store
 from coordinator.transfer.commands import new_command_id
-from coordinator.transfer.grants import grant
+from coordinator.transfer.grants import grant_many
 from coordinator.transfer.sequences import next_sequence
 from edgefleet import topics
 from edgefleet.v1 import commands_pb2, manifest_pb2
@@ -130,11 +130,12 @@ class ManifestIssuer:
         now = self.clock()
         built = []
         with self.store.session() as s:
+            grants = []
             for spec in specs:
                 seq = next_sequence(s, device_id, floor=floor)
-                for sha in spec.blobs():
-                    grant(s, device_id, sha, sequence=seq, at=now)
+                grants += [(device_id, sha, seq) for sha in spec.blobs()]
                 built.append(build_manifest(spec, device_id, seq, rollout_id=rollout_id, issued_at=now))
+            grant_many(s, grants, at=now)
         # Sign after commit: a signature for a sequence the store never recorded must not exist.
         return [self.sign_manifest(m) for m in built]
 
@@ -148,11 +149,12 @@ class ManifestIssuer:
         now = self.clock()
         built = []
         with self.store.session() as s:
+            grants = []
             for device_id, spec, floor in requests:
                 seq = next_sequence(s, device_id, floor=floor)
-                for sha in spec.blobs():
-                    grant(s, device_id, sha, sequence=seq, at=now)
+                grants += [(device_id, sha, seq) for sha in spec.blobs()]
                 built.append(build_manifest(spec, device_id, seq, rollout_id=rollout_id, issued_at=now))
+            grant_many(s, grants, at=now)
         return [self.sign_manifest(m) for m in built]
 
     def sign_manifest(self, manifest: manifest_pb2.ModelManifest) -> manifest_pb2.SignedManifest:
@@ -161,14 +163,25 @@ class ManifestIssuer:
 
     def sign_rollback(self, device_id: str, rollout_id: str, reason: str, *, command_id: str | None = None, floor: int = 0) -> commands_pb2.Command:
         """A Command.rollback: a signed RollbackOrder with its own (new, higher) sequence."""
-        if not topics.valid_device_id(device_id):
-            raise ManifestError(f"invalid device id {device_id!r}")
+        return self.sign_rollbacks([(device_id, floor)], rollout_id, reason, command_ids=[command_id] if command_id else None)[0]
+
+    def sign_rollbacks(self, requests: Sequence[tuple[str, int]], rollout_id: str, reason: str, *,
+                       command_ids: Sequence[str] | None = None) -> list[commands_pb2.Command]:
+        """sign_rollback() for each (device_id, floor), the sequences allocated in one transaction (an abort
+        of a 50-device wave: one commit instead of fifty)."""
+        for device_id, _ in requests:
+            if not topics.valid_device_id(device_id):
+                raise ManifestError(f"invalid device id {device_id!r}")
         with self.store.session() as s:
-            seq = next_sequence(s, device_id, floor=floor)
-        order = commands_pb2.RollbackOrder(device_id=device_id, rollout_id=rollout_id, sequence=seq, reason=reason)
-        data = order.SerializeToString(deterministic=True)
-        rollback = commands_pb2.Rollback(order=data, signature=self.signer.sign(data), key_id=self.signer.key_id)
-        return commands_pb2.Command(command_id=command_id or new_command_id(), rollback=rollback)
+            sequences = [next_sequence(s, device_id, floor=floor) for device_id, floor in requests]
+        # Signed after commit, as manifests are.
+        out = []
+        for i, ((device_id, _), seq) in enumerate(zip(requests, sequences)):
+            order = commands_pb2.RollbackOrder(device_id=device_id, rollout_id=rollout_id, sequence=seq, reason=reason)
+            data = order.SerializeToString(deterministic=True)
+            rollback = commands_pb2.Rollback(order=data, signature=self.signer.sign(data), key_id=self.signer.key_id)
+            out.append(commands_pb2.Command(command_id=(command_ids[i] if command_ids else None) or new_command_id(), rollback=rollback))
+        return out
 
 
 def _verify(data: bytes, signature: bytes, key_id: str, public_raw: bytes, what: str) -> None:

@@ -7,12 +7,33 @@ SQLite (the write lock) and PostgreSQL (the row lock).
 """
 from __future__ import annotations
 
-from sqlalchemy import case, select
+from sqlalchemy import bindparam, case, select
 from sqlalchemy.orm import Session
 
 from coordinator.store.db import Store
 from coordinator.store.rollout_tables import DeviceSequenceRow
 from coordinator.transfer.upsert import dialect_insert
+
+
+_NEXT: dict[str, object] = {}  # backend -> the statement, built once (building one cost more CPU than running it)
+
+
+def _next_statement(session: Session):
+    name = session.get_bind().dialect.name
+    stmt = _NEXT.get(name)
+    if stmt is None:
+        row = DeviceSequenceRow.__table__.c
+        floor = bindparam("floor")
+        stmt = _NEXT[name] = (
+            dialect_insert(session, DeviceSequenceRow.__table__)
+            .values(device_id=bindparam("device_id"), last_sequence=bindparam("first"))
+            .on_conflict_do_update(
+                index_elements=[row.device_id],
+                set_={"last_sequence": case((row.last_sequence > floor, row.last_sequence), else_=floor) + 1},
+            )
+            .returning(row.last_sequence)
+        )
+    return stmt
 
 
 def next_sequence(session: Session, device_id: str, *, floor: int = 0) -> int:
@@ -23,17 +44,9 @@ def next_sequence(session: Session, device_id: str, *, floor: int = 0) -> int:
     """
     if floor < 0:
         raise ValueError(f"sequence floor must be >= 0, got {floor}")
-    row = DeviceSequenceRow.__table__.c
-    stmt = (
-        dialect_insert(session, DeviceSequenceRow)
-        .values(device_id=device_id, last_sequence=floor + 1)
-        .on_conflict_do_update(
-            index_elements=[row.device_id],
-            set_={"last_sequence": case((row.last_sequence > floor, row.last_sequence), else_=floor) + 1},
-        )
-        .returning(row.last_sequence)
-    )
-    return int(session.execute(stmt).scalar_one())
+    # On the session's connection: Core, not the ORM's bulk-insert path (a wave runs this once per device).
+    conn = session.connection()
+    return int(conn.execute(_next_statement(session), {"device_id": device_id, "floor": floor, "first": floor + 1}).scalar_one())
 
 
 def current_sequence(session: Session, device_id: str) -> int:
