@@ -9,8 +9,8 @@ Sources, in order of preference (each may give no figure at a given moment; the 
   while discharging: on mains the battery's flow is its charge, not what the device draws.
 - `hwmon`: INA219/INA226/INA3221 current monitors (Jetson rails): power*_input (µW) summed, else
   in*_input (mV) × curr*_input (mA) per channel, summed.
-- `estimate`: idle + (active − idle) × CPU utilisation, from the hardware profile's power_model
-  (bundled profiles carry one). Without a power model and without a sensor there is no figure
+- `estimate`: idle + (active − idle) × whole-device CPU utilisation (/proc/stat), from the hardware
+  profile's power_model (bundled profiles carry one). Without a power model and without a sensor there is no figure
   (telemetry then says source "none") rather than a made-up one.
 
 Energy per inference (collector): average watts over the window × mean inference time, whatever the
@@ -27,6 +27,7 @@ from typing import Callable, Protocol, Sequence
 
 from agent.probe.power import Readable, can_read, hwmon, rapl, supplies
 from agent.probe.sysfs import children, read_int, read_text
+from agent.telemetry import procfs
 from edgefleet.v1 import hardware_pb2
 
 log = logging.getLogger(__name__)
@@ -172,9 +173,14 @@ class PowerSampler:
         return None
 
 
-def system_cpu_utilisation() -> Callable[[], float]:
-    """Whole-device CPU utilisation (0..1) since the previous call, from psutil."""
-    import psutil
+def system_cpu_utilisation(proc_root: Path = procfs.PROC) -> Callable[[], float]:
+    """Whole-device CPU utilisation (0..1) since the previous call: /proc/stat on Linux, else psutil."""
+    if procfs.on_linux(proc_root):
+        try:
+            return procfs.DeviceCpuUtilisation(proc_root)
+        except (OSError, ValueError) as exc:
+            log.debug("%s unreadable, using psutil: %s", proc_root / "stat", exc)
+    import psutil  # only without procfs: it costs ~0.5-1 MB resident
 
     psutil.cpu_percent(None)  # the first call only starts the measurement
     return lambda: psutil.cpu_percent(None) / 100.0

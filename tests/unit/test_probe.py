@@ -233,6 +233,26 @@ def test_cpufreq_max_over_all_cpus(roots: ProbeRoots, state_dir: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "cpuinfo, expected",
+    [
+        ("processor\t: 0\ncpu MHz\t\t: 2596.1\n\nprocessor\t: 1\ncpu MHz\t\t: 2600.1\n", 2598.1),  # VMs: the mean
+        ("processor\t: 0\ncpu MHz\t\t: garbage\n", 0.0),
+        ("processor\t: 0\n", 0.0),
+    ],
+)
+def test_cpufreq_falls_back_to_cpuinfo_mhz(roots: ProbeRoots, cpuinfo: str, expected: float) -> None:
+    put(roots.proc / "cpuinfo", cpuinfo)
+    assert cpu_mod.max_freq_mhz(roots.sys, roots.proc) == pytest.approx(expected)
+
+
+def test_cpufreq_scaling_max_when_no_cpuinfo_max(roots: ProbeRoots) -> None:
+    put(roots.sys / "devices/system/cpu/cpu0/cpufreq/scaling_max_freq", "1500000\n")
+    put(roots.sys / "devices/system/cpu/cpu1/cpufreq/scaling_max_freq", "1200000\n")
+    put(roots.proc / "cpuinfo", "cpu MHz\t: 999.0\n")
+    assert cpu_mod.max_freq_mhz(roots.sys, roots.proc) == 1500.0
+
+
+@pytest.mark.parametrize(
     "freq, expected",
     [
         (SimpleNamespace(current=2596.1, min=0.0, max=3400.0), 3400.0),
@@ -240,9 +260,44 @@ def test_cpufreq_max_over_all_cpus(roots: ProbeRoots, state_dir: Path) -> None:
         (None, 0.0),
     ],
 )
-def test_cpufreq_falls_back_to_psutil(roots: ProbeRoots, monkeypatch, freq, expected) -> None:
-    monkeypatch.setattr(cpu_mod.psutil, "cpu_freq", lambda: freq)
-    assert cpu_mod.max_freq_mhz(roots.sys) == expected
+def test_cpufreq_falls_back_to_psutil_without_procfs(roots: ProbeRoots, monkeypatch, freq, expected) -> None:
+    import psutil
+
+    monkeypatch.setattr(psutil, "cpu_freq", lambda: freq)
+    assert cpu_mod.max_freq_mhz(roots.sys, roots.proc / "absent") == expected
+
+
+@pytest.mark.parametrize(
+    "topology, cpuinfo, expected",
+    [
+        ({"cpu0": "0-1", "cpu1": "0-1", "cpu2": "2-3", "cpu3": "2-3"}, None, 2),  # SMT pairs
+        ({"cpu0": "0", "cpu1": "1", "cpu2": "2"}, None, 3),
+        ({}, "processor\t: 0\nphysical id\t: 0\ncpu cores\t: 4\n\nprocessor\t: 1\nphysical id\t: 0\n"
+             "cpu cores\t: 4\n\nprocessor\t: 2\nphysical id\t: 1\ncpu cores\t: 4\n", 8),
+        ({}, "processor\t: 0\nFeatures\t: fp asimd\n", 0),  # unknown
+    ],
+)
+def test_physical_cores_like_psutil(roots: ProbeRoots, topology: dict, cpuinfo: str | None, expected: int) -> None:
+    for cpu, siblings in topology.items():
+        put(roots.sys / f"devices/system/cpu/{cpu}/topology/core_cpus_list", siblings + "\n")
+    if cpuinfo is not None:
+        put(roots.proc / "cpuinfo", cpuinfo)
+    assert cpu_mod.physical_cores(roots.sys, roots.proc) == expected
+
+
+def test_cpu_counts_fall_back_to_psutil_without_procfs(roots: ProbeRoots, monkeypatch) -> None:
+    import psutil
+
+    monkeypatch.setattr(cpu_mod.os, "cpu_count", lambda: None)
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 6 if logical else 3)
+    absent = roots.proc / "absent"
+    assert (cpu_mod.logical_cores(absent), cpu_mod.physical_cores(roots.sys, absent)) == (6, 3)
+
+
+def test_logical_cores_counts_processor_lines_when_os_cannot(roots: ProbeRoots, monkeypatch) -> None:
+    monkeypatch.setattr(cpu_mod.os, "cpu_count", lambda: None)
+    put(roots.proc / "cpuinfo", "processor\t: 0\n\nprocessor\t: 1\n\nprocessor\t: 2\n")
+    assert cpu_mod.logical_cores(roots.proc) == 3
 
 
 X86_CPUINFO = """\
@@ -291,9 +346,9 @@ def test_cpuinfo_model_and_features(roots: ProbeRoots, state_dir: Path, text: st
     assert (cpu.model, list(cpu.features)) == (model, features)
 
 
-def test_cpu_counts_and_arch_come_from_psutil_and_platform(roots: ProbeRoots, state_dir: Path, monkeypatch) -> None:
+def test_cpu_counts_and_arch_come_from_os_sysfs_and_platform(roots: ProbeRoots, state_dir: Path, monkeypatch) -> None:
     monkeypatch.setattr(cpu_mod.platform, "machine", lambda: "aarch64")
-    monkeypatch.setattr(cpu_mod.psutil, "cpu_count", lambda logical=True: 8 if logical else None)
+    monkeypatch.setattr(cpu_mod.os, "cpu_count", lambda: 8)  # no topology files in the fake tree: 0 cores
 
     hw = probe(state_dir, roots)
 
@@ -331,8 +386,6 @@ def test_os_release_fallbacks(tmp_path: Path) -> None:
 # --- whole probe ----------------------------------------------------------------------------------
 
 def test_empty_tree_gives_empty_fields_not_errors(roots: ProbeRoots, state_dir: Path, monkeypatch) -> None:
-    monkeypatch.setattr(cpu_mod.psutil, "cpu_freq", lambda: None)
-
     hw = probe(state_dir, roots)
 
     assert list(hw.accelerators) == [] and list(hw.power_sources) == []
@@ -501,3 +554,12 @@ def test_loader_lookups_are_asked_again_only_when_the_loader_cache_changes(tmp_p
     runtime_mod.ask_loader("edgetpu")
     runtime_mod.ask_loader("edgetpu")
     assert asked == ["edgetpu"] * 4
+
+
+def test_probe_memory_reads_proc_meminfo(tmp_path: Path) -> None:
+    from agent.probe.memory import probe_memory
+
+    (tmp_path / "meminfo").write_text("MemTotal:        2048000 kB\nMemFree:          100000 kB\nMemAvailable:     512000 kB\n")
+    info = probe_memory(tmp_path)
+    assert info.total_bytes == 2048000 * 1024
+    assert info.available_bytes == 512000 * 1024
