@@ -81,6 +81,7 @@ class AgentDaemon:
             self._hardware,
             emit_telemetry=self.publisher.put_telemetry,
             golden=self._golden_set,
+            accepted=self._accepted_golden,
             **service_kw,
         )
         self.deployer = Deployer(
@@ -107,6 +108,17 @@ class AgentDaemon:
         if manifest is None or path is None or manifest.variant_id != served.key.variant_id:
             return None
         return read_golden(path)
+
+    def _accepted_golden(self, served):
+        """The golden-set score of the acceptance test this process ran on the served model before it
+        activated it (the service would otherwise score the same set again at activation), or None."""
+        manifest = self.deployer.active_manifest()
+        if manifest is None or manifest.variant_id != served.key.variant_id:
+            return None
+        figures = self.deployer.accepted_figures(manifest.sha256)
+        if not figures or "metric" not in figures or not figures.get("golden_count"):
+            return None
+        return figures["metric"], int(figures["golden_count"])
 
     def hello(self) -> device_pb2.Hello:
         try:

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 from agent.client import fast_socket_path as beside
 from agent.serve.fast import DEFAULT_MAX_CONNECTIONS, FastServer
-from agent.serve.host import ModelHost, ModelKey, active_from_manifest
+from agent.serve.host import ModelHost, ModelKey, ServedModel, active_from_manifest
 from agent.serve.server import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_WAITING, MAX_SOCKET_PATH, InferenceServer
 from agent.telemetry.collector import DEFAULT_GOLDEN_EVERY_S, DEFAULT_INTERVAL_S, GoldenSource, TelemetryCollector
 from agent.telemetry.power import PowerSampler, power_meters
@@ -47,6 +47,7 @@ class LocalModelService:
         *,
         emit_telemetry: Callable[[telemetry_pb2.Telemetry], object],
         golden: GoldenSource | None = None,
+        accepted: Callable[[ServedModel], tuple[float, int] | None] | None = None,
         interval_s: float = DEFAULT_INTERVAL_S,
         golden_every_s: float = DEFAULT_GOLDEN_EVERY_S,
         max_waiting: int = DEFAULT_MAX_WAITING,
@@ -75,7 +76,7 @@ class LocalModelService:
         self.collector = TelemetryCollector(
             system=SystemSampler(state_dir, sys_root=sys_root),
             power=PowerSampler(power_meters(sys_root, power_model, clock=clock)),
-            golden=golden, golden_every_s=golden_every_s, interval_s=interval_s, latency_factor=factor,
+            golden=golden, golden_every_s=golden_every_s, accepted=accepted, interval_s=interval_s, latency_factor=factor,
             sequence_path=state_dir / SEQUENCE_FILE, emit=emit_telemetry, clock=clock)
         self.host.subscribe(self.collector.on_activate)
         self.server = InferenceServer(socket_path, self.host, observer=self.collector, max_waiting=max_waiting,

@@ -96,6 +96,7 @@ class TelemetryCollector:
         power: PowerSampler | None = None,
         golden: GoldenSource | None = None,
         golden_every_s: float = DEFAULT_GOLDEN_EVERY_S,
+        accepted: Callable[[ServedModel], tuple[float, int] | None] | None = None,
         interval_s: float = DEFAULT_INTERVAL_S,
         latency_factor: float = 1.0,
         drift_min_gap_s: float = DEFAULT_DRIFT_MIN_GAP_S,
@@ -107,6 +108,9 @@ class TelemetryCollector:
         release_memory: Callable[[], object] | None = trim_heap,
     ) -> None:
         """`golden(served)` returns the (x, y) golden set the install kept for that model, or None.
+        `accepted(served)`: (metric, count) of the golden set as the install's acceptance test scored that
+        model moments before activating it, or None; taken as the activation's golden result instead of
+        scoring the same set again (later evaluations score it as usual).
         `emit(telemetry)` receives each window's message from the background loop (start()).
         `release_memory()` runs once in that loop when requests stopped for `idle_trim_s` (None: never)."""
         if interval_s <= 0:
@@ -119,6 +123,7 @@ class TelemetryCollector:
         self._system = system
         self._power = power
         self._golden = golden
+        self._accepted = accepted
         self._golden_every_s = golden_every_s
         self._emit = emit
         self._clock = clock
@@ -210,6 +215,17 @@ class TelemetryCollector:
             stats = self._stats.get(self._current) if self._current is not None else None
         if stats is None or self._golden is None or not (force or stats.golden.due()):
             return None
+        if stats.golden.result is None and self._accepted is not None:  # the activation's: scored at acceptance
+            try:
+                figures = self._accepted(stats.served)
+            except Exception as exc:  # noqa: BLE001 - fall back to scoring it here
+                log.warning("acceptance figures of %s unavailable: %s", stats.key, exc)
+                figures = None
+            if figures is not None:
+                result = GoldenResult(metric=float(figures[0]), count=int(figures[1]), at=self._clock())
+                stats.golden.record(result)
+                log.info("golden set of %s: %.4g on %d samples (the acceptance test's)", stats.key, result.metric, result.count)
+                return result
         try:
             data = self._golden(stats.served)
             if data is None:

@@ -182,6 +182,27 @@ def test_golden_set_at_activation_and_every_k_minutes() -> None:
     assert m.accuracy.golden_metric == 0.5 and m.accuracy.golden_count == 40
 
 
+def test_activation_takes_the_acceptance_tests_golden_score_then_scores_on_schedule() -> None:
+    golden_x, golden_y = np.zeros((40, 4), np.float32), np.zeros(40)
+    offered = {"figures": (0.96875, 256)}
+    collector, host, clock, _ = setup(golden=lambda served: (golden_x, golden_y), golden_every_s=300,
+                                      accepted=lambda served: offered["figures"])
+    model = Model(metric=0.5)
+    served = host.activate(model, manifest=manifest())
+    collector.tick()
+    assert model.evaluated == []  # not scored again at activation
+    figures = collector.trial_figures(served.key)
+    assert figures.golden_metric == 0.96875 and figures.golden_count == 256 and not figures.golden_pending
+    clock.now += 300
+    collector.tick()  # the periodic evaluation scores the served model itself
+    assert model.evaluated == [(40, "classification")]
+    assert collector.trial_figures(served.key).golden_metric == 0.5
+    offered["figures"] = None  # an activation the acceptance test did not cover (after a restart): scored here
+    again = host.activate(Model(metric=0.75), manifest=manifest("2"))
+    collector.tick()
+    assert collector.trial_figures(again.key).golden_metric == 0.75
+
+
 def test_no_golden_set_is_not_pending() -> None:
     collector, host, _, _ = setup(golden=lambda served: None)
     served = host.activate(Model(), manifest=manifest())
