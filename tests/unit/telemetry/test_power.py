@@ -17,20 +17,8 @@ from agent.telemetry.power import (
 )
 from agent.telemetry.system import SystemSampler, read_temperature
 from edgefleet.v1 import hardware_pb2
+from tests.unit.telemetry.fakes import Clock, write
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def write(path: Path, text: str | int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{text}\n")
-    return path
 
 
 def everything_readable(path: Path) -> bool:

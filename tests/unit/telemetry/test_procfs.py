@@ -17,22 +17,10 @@ from agent.probe import meminfo
 from agent.telemetry import procfs
 from agent.telemetry.power import system_cpu_utilisation
 from agent.telemetry.system import SystemSampler, read_temperature
+from tests.unit.telemetry.fakes import Clock, write
 
 ROOT = Path(__file__).resolve().parents[3]
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def write(path: Path, text: str | int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{text}\n")
-    return path
 
 
 def stat_line(utime: int, stime: int, comm: str = "edge-agent") -> str:
