@@ -20,7 +20,6 @@ from edgefleet.v1 import hardware_pb2
 from tests.unit.telemetry.fakes import Clock, write
 
 
-
 def everything_readable(path: Path) -> bool:
     return True
 
