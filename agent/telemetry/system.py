@@ -46,15 +46,20 @@ def _psutil_sensors() -> Mapping[str, Sequence[Any]]:
 
 
 def _platform_sensors() -> Mapping[str, Sequence[Any]]:
-    """Stands for "this platform's sensors": hwmon under the sys_root being read on Linux, else psutil."""
-    raise NotImplementedError  # never called: read_temperature substitutes the real reader
+    """Stands for "this platform's sensors" as a default argument; `platform_sensors` gives the real one."""
+    raise NotImplementedError  # never called: replaced by platform_sensors(sys_root, proc_root)
+
+
+def platform_sensors(sys_root: Path, proc_root: Path = procfs.PROC) -> Sensors:
+    """hwmon under `sys_root` on Linux (procfs at `proc_root`), else psutil's sensors."""
+    return (lambda: procfs.hwmon_temperatures(sys_root)) if procfs.on_linux(proc_root) else _psutil_sensors
 
 
 def read_temperature(sys_root: Path = Path("/sys"), sensors: Sensors | None = _platform_sensors,
                      proc_root: Path = procfs.PROC) -> float | None:
     """The device temperature in °C by the rule in the module docstring; None when no sensor exists."""
     if sensors is _platform_sensors:
-        sensors = (lambda: procfs.hwmon_temperatures(sys_root)) if procfs.on_linux(proc_root) else _psutil_sensors
+        sensors = platform_sensors(sys_root, proc_root)
     found: dict[str, list[float]] = {}
     if sensors is not None:
         try:
@@ -128,8 +133,7 @@ class SystemSampler:
         self.sys_root = sys_root
         self.proc_root = proc_root
         if sensors is _platform_sensors:
-            on_linux = procfs.on_linux(proc_root)
-            sensors = (lambda: procfs.hwmon_temperatures(sys_root)) if on_linux else _psutil_sensors
+            sensors = platform_sensors(sys_root, proc_root)
         self._sensors = sensors
         if process is None and procfs.on_linux(proc_root):
             self._figures: _ProcProcess | _PsutilProcess = _ProcProcess(proc_root, clock)
