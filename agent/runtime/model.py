@@ -119,6 +119,16 @@ class LoadedModel:
         raw = self._run(prepared)
         return {b.name: b.to_float(raw[b.name]) for b in self._outputs}
 
+    def prepare(self, inputs: Mapping[str, Any]) -> dict[int, np.ndarray]:
+        """predict's checks and conversions alone: the arrays `run` takes, by tensor index. Raises
+        InvalidInput as predict does. For a request repeated on new data (agent.serve.prepared)."""
+        return self._prepare(inputs)
+
+    def run(self, prepared: Mapping[int, np.ndarray]) -> dict[str, np.ndarray]:
+        """predict on arrays `prepare` returned, without checking them again."""
+        raw = self._run(prepared)
+        return raw if self._float_outputs else {b.name: b.to_float(raw[b.name]) for b in self._outputs}
+
     def _prepare(self, inputs: Mapping[str, Any]) -> dict[int, np.ndarray]:
         unknown = [name for name in inputs if name not in self._by_name]
         if unknown:

@@ -52,8 +52,9 @@ from typing import Any, Callable
 from google.protobuf.message import DecodeError
 
 from agent.client import FRAME, Method, Status
-from agent.serve.server import DEFAULT_MAX_REQUEST_BYTES, SOCKET_MODE, SocketInUse, prepare_socket_path
+from agent.serve.prepared import MAX_PLAN_BODY, Plan
 from agent.serve.regions import DEFAULT_MAX_REGION_BYTES, DEFAULT_MAX_REGIONS, RegionError, Regions
+from agent.serve.server import DEFAULT_MAX_REQUEST_BYTES, SOCKET_MODE, SocketInUse, prepare_socket_path
 from agent.serve.servicer import ApiError, InferenceServicer
 from edgefleet.v1 import inference_pb2
 
@@ -82,6 +83,14 @@ class _Link:
         self.fds: list[int] = []
         self.replied_at = 0.0   # perf_counter when the last reply went out
         self.quick = False      # the last request came within the spin time of the reply before it
+        self.last_predict = b""  # the last Predict body (small ones): a repeat of it gets a plan
+        self.no_plan = False     # ... unless prepare() said it cannot have one
+        self.plan: Plan | None = None
+
+    def forget_plan(self) -> None:
+        """Before the regions change: the plan's arrays are views of them."""
+        self.plan = None
+        self.last_predict, self.no_plan = b"", False
 
     def take(self, ancillary: list[tuple[int, int, bytes]]) -> None:
         for level, kind, data in ancillary:
@@ -99,6 +108,7 @@ class _Link:
         self.fds.clear()
 
     def close(self) -> None:
+        self.forget_plan()
         self.drop_fds()
         self.regions.close()
 
@@ -143,6 +153,7 @@ class FastServer:
         self.max_region_bytes = max_region_bytes
         self.spin_s = spin_s
         self.refused = 0  # connections turned away at the bound, since start
+        self.planned = 0  # Predicts answered through a plan (agent.serve.prepared), since start
         # method -> (request type's parser, the function answering it on a connection, the request's name)
         self._methods: dict[int, tuple[Callable[[Any], Any], Callable[[Any, _Link], Any], str]] = {
             Method.PREDICT: (inference_pb2.PredictRequest.FromString, lambda r, link: servicer.predict(r, link.regions),
@@ -385,6 +396,10 @@ class FastServer:
         return f"{have + counted_from} of its {need + counted_from} bytes (header and body)"
 
     def _dispatch(self, method: int, body: bytearray | memoryview, link: _Link) -> tuple[int, bytes]:
+        if method == Method.PREDICT and len(body) <= MAX_PLAN_BODY:
+            answer = self._repeat(body, link)
+            if answer is not None:
+                return answer
         entry = self._methods.get(method)
         if entry is None:
             return Status.UNIMPLEMENTED, f"unknown method {method}; this socket serves {self._known}".encode()
@@ -404,8 +419,40 @@ class FastServer:
             return Status.UNKNOWN, f"Exception calling application: {exc}".encode()
         return Status.OK, response.SerializeToString()
 
+    def _repeat(self, body: bytearray | memoryview, link: _Link) -> tuple[int, bytes] | None:
+        """A Predict the connection sent before, run through its plan (agent.serve.prepared); None: take
+        the general path (a new request, or a plan that no longer holds)."""
+        plan = link.plan
+        if plan is None or body != plan.body:
+            if body != link.last_predict:
+                link.last_predict, link.no_plan = bytes(body), False
+                return None
+            if link.no_plan:
+                return None  # this request cannot have one (it carries tensor bytes, ...)
+            try:  # the second time in a row: worth a plan
+                request = inference_pb2.PredictRequest.FromString(body)
+            except DecodeError:
+                return None  # the general path says what is wrong with it
+            plan = link.plan = self.servicer.prepare(request, link.regions, link.last_predict)
+            if plan is None:
+                link.no_plan = True
+                return None
+        try:
+            payload = self.servicer.predict_prepared(plan, link.regions)
+        except ApiError as exc:
+            return exc.code.value[0], exc.message.encode()
+        except Exception as exc:  # noqa: BLE001 - as _dispatch answers an unexpected failure
+            log.exception("fast inference: a repeated Predict failed")
+            return Status.UNKNOWN, f"Exception calling application: {exc}".encode()
+        if payload is None:  # another model is active now: a plan for it from the next repeat
+            link.plan = None
+            return None
+        self.planned += 1  # (a statistic: increments from two connections may race)
+        return Status.OK, payload
+
 
 def _register(request: inference_pb2.RegisterRegionRequest, link: _Link) -> inference_pb2.RegisterRegionResponse:
+    link.forget_plan()
     if not link.fds:
         raise RegionError("no file descriptor came with the RegisterRegion frame: send the region's memfd with "
                           "SCM_RIGHTS on the frame's first byte")
@@ -415,6 +462,7 @@ def _register(request: inference_pb2.RegisterRegionRequest, link: _Link) -> infe
 
 
 def _unregister(request: inference_pb2.UnregisterRegionRequest, link: _Link) -> inference_pb2.UnregisterRegionResponse:
+    link.forget_plan()
     link.regions.unregister(request.region_id)
     return inference_pb2.UnregisterRegionResponse()
 

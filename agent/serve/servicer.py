@@ -33,10 +33,12 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 import grpc
 import numpy as np
 
+from agent.client import delimited
 from agent.runtime.errors import InvalidInput
 from agent.serve import wire
 from agent.serve.admission import Admission
 from agent.serve.host import ModelHost, ServedModel
+from agent.serve.prepared import Plan
 from agent.serve.recent import Prediction, RecentPredictions, UnknownRequest
 from agent.telemetry.accuracy import OutputSummary, summarize
 from edgefleet.v1 import device_pb2, inference_pb2, inference_pb2_grpc
@@ -131,14 +133,79 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
             outputs = served.model.predict(inputs)
             latency_ms = (time.perf_counter() - started) * 1e3
             tensors = wire.encode_outputs(outputs, regions, request.outputs_to if request.HasField("outputs_to") else None)
-        except InvalidInput as exc:
+        except Exception as exc:  # noqa: BLE001 - _refusal tells a bad request from the runtime's failure
+            raise self._refusal(served, exc) from None
+        request_id = self._record(served, outputs, latency_ms, inputs)
+        return inference_pb2.PredictResponse(request_id=request_id, outputs=tensors, model=served.active,
+                                             latency_ms=latency_ms)
+
+    # -- a repeated Predict (agent.serve.prepared) --------------------------------------------
+
+    def prepare(self, request: inference_pb2.PredictRequest, regions: Regions, body: bytes) -> Plan | None:
+        """A plan for running `request` (whose bytes are `body`) again, or None when it cannot have one:
+        a tensor carries its bytes, the model cannot be prepared for, or the request is bad (the
+        general path then answers it, with its error)."""
+        with self.host.lease() as served:
+            if served is None or (request.model and not served.matches(request.model)):
+                return None
+            if not request.inputs or any(not t.HasField("shared") for t in request.inputs):
+                return None
+            model = served.model
+            if not (callable(getattr(model, "prepare", None)) and callable(getattr(model, "run", None))):
+                return None  # a Predictor without them (a fake in tests)
+            outputs_to = request.outputs_to if request.HasField("outputs_to") else None
+            try:
+                inputs = wire.decode_inputs(request.inputs, served.input_names, regions)
+                prepared = model.prepare(inputs)
+                if outputs_to is not None:
+                    regions.write(outputs_to, "outputs_to")  # writable and in bounds, or no plan
+            except InvalidInput:
+                return None
+            bindings = {b.index: b for b in model.input_bindings}
+            return Plan(body, served, inputs, prepared, bindings, outputs_to)
+
+    def predict_prepared(self, plan: Plan, regions: Regions) -> bytes | None:
+        """Run the plan's request again: the PredictResponse's bytes; None when its model is no longer the
+        active one (the caller then takes the general path). Raises ApiError as `predict` does."""
+        if not self.admission.try_enter():
+            raise ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                           f"the model is busy: {self.admission.max_waiting} requests are already waiting for it; retry later")
+        try:
+            with self.host.lease() as served:
+                if served is not plan.served:
+                    return None
+                try:
+                    arrays = plan.arrays()
+                    started = time.perf_counter()
+                    outputs = served.model.run(arrays)
+                    latency_ms = (time.perf_counter() - started) * 1e3
+                    if plan.outputs_to is None:
+                        encoded = plan.outputs_field(outputs)
+                    else:
+                        encoded = b"".join(delimited(0x12, t.SerializeToString())  # PredictResponse.outputs
+                                           for t in wire.encode_outputs(outputs, regions, plan.outputs_to))
+                except Exception as exc:  # noqa: BLE001
+                    raise self._refusal(served, exc) from None
+                request_id = self._record(served, outputs, latency_ms, plan.inputs)
+                return plan.response(request_id, latency_ms, encoded)
+        finally:
+            self.admission.leave()
+
+    # -- what every Predict does after the model call -----------------------------------------
+
+    def _refusal(self, served: ServedModel, exc: Exception) -> ApiError:
+        """The ApiError for a Predict that failed at the model: a bad request, or the runtime's failure."""
+        if isinstance(exc, InvalidInput):
             self._observe(self.observer.on_error, served, "invalid_input")
-            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - the runtime's own failure, reported as is
-            self._failures_in_a_row += 1
-            self._observe(self.observer.on_error, served, "internal")
-            log.warning("inference failed on %s: %s", served.key, exc)
-            raise ApiError(grpc.StatusCode.INTERNAL, f"inference failed on {served.key}: {' '.join(str(exc).split())}") from None
+            return ApiError(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        self._failures_in_a_row += 1
+        self._observe(self.observer.on_error, served, "internal")
+        log.warning("inference failed on %s: %s", served.key, exc)
+        return ApiError(grpc.StatusCode.INTERNAL, f"inference failed on {served.key}: {' '.join(str(exc).split())}")
+
+    def _record(self, served: ServedModel, outputs: Mapping[str, np.ndarray], latency_ms: float,
+                inputs: Mapping[str, np.ndarray]) -> str:
+        """Telemetry and the memory for Feedback of an answered request; returns its request id."""
         self._failures_in_a_row = 0
         first = next(iter(outputs.values())) if outputs else np.zeros((1, 0), np.float32)
         try:
@@ -148,8 +215,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         request_id = os.urandom(16).hex()  # as random as uuid4, a third of the cost
         self.recent.add(request_id, _prediction(served, summary))
         self._observe(self.observer.on_predict, served, latency_ms, inputs, summary)
-        return inference_pb2.PredictResponse(request_id=request_id, outputs=tensors, model=served.active,
-                                             latency_ms=latency_ms)
+        return request_id
 
     @staticmethod
     def _observe(method: Callable[..., None], *args: Any) -> None:

@@ -82,14 +82,22 @@ def decode_inputs(tensors: Iterable[inference_pb2.Tensor], input_names: Sequence
     return arrays
 
 
-def encode_tensor(name: str, array: np.ndarray) -> inference_pb2.Tensor:
-    array = np.asarray(array)
+def dtype_name(dtype: np.dtype) -> str:
+    """Tensor.dtype for an array of `dtype`."""
+    return _NAMES.get(dtype) or dtype.name
+
+
+def wire_bytes(array: np.ndarray) -> bytes:
+    """Tensor.data for `array`: little-endian, C order."""
     dtype = array.dtype
     if _NATIVE_LITTLE and dtype.isnative:
-        data = array.tobytes()  # C order whatever the array's layout
-    else:
-        data = np.ascontiguousarray(array, dtype=dtype.newbyteorder("<")).tobytes()
-    return inference_pb2.Tensor(name=name, shape=array.shape, dtype=_NAMES.get(dtype) or dtype.name, data=data)
+        return array.tobytes()  # C order whatever the array's layout
+    return np.ascontiguousarray(array, dtype=dtype.newbyteorder("<")).tobytes()
+
+
+def encode_tensor(name: str, array: np.ndarray) -> inference_pb2.Tensor:
+    array = np.asarray(array)
+    return inference_pb2.Tensor(name=name, shape=array.shape, dtype=dtype_name(array.dtype), data=wire_bytes(array))
 
 
 def encode_outputs(outputs: Mapping[str, np.ndarray], regions: Regions | None = None,
@@ -112,7 +120,7 @@ def encode_outputs(outputs: Mapping[str, np.ndarray], regions: Regions | None = 
                                f"bytes, from byte {at} of the slice)")
         np.frombuffer(view, np.uint8, array.nbytes, at)[...] = array.reshape(-1).view(np.uint8)
         where = inference_pb2.SharedSlice(region_id=to.region_id, offset=to.offset + at, length=array.nbytes)
-        tensors.append(inference_pb2.Tensor(name=name, shape=array.shape, dtype=_NAMES.get(array.dtype) or array.dtype.name,
+        tensors.append(inference_pb2.Tensor(name=name, shape=array.shape, dtype=dtype_name(array.dtype),
                                             shared=where))
         at += array.nbytes
     return tensors
