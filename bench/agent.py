@@ -24,9 +24,11 @@ that rotates, of
   gRPC:  Predict over the gRPC unix socket (stub, one request built once and re-sent),
   fast:  Predict over the fast socket with agent.client.LocalClient(shared_memory=False): the tensor's
          bytes in the frame (encodes the array and decodes the outputs on every call: what an app pays),
-  shm:   the same with LocalClient's default since shared memory came: inputs above its threshold copied
-         into a memfd region registered once per connection, the frame naming only where they are
-         (outputs still come in the reply),
+  shm:   the same with LocalClient's default since shared memory came: inputs (all of them since the
+         threshold went to 1 byte) copied into a memfd region registered once per connection, the frame
+         naming only where they are (outputs still come in the reply); from the second call on the frame
+         is the same, so the agent runs it through a plan (agent.serve.prepared: no parse, decode or
+         checks) and the client reuses its body,
   spin:  fast+shm with the client's opt-in spinning (LocalClient(spin_s=CLIENT_SPIN_S)): it polls for the
          reply instead of sleeping on it, a core busy for the whole call (the CPU line shows it),
   floor: the least any Predict from another process can cost: the input's raw bytes over a plain unix

@@ -243,3 +243,22 @@ def test_the_clients_hot_loop_reuses_its_request(serve, models: Path, reference)
     with pytest.raises(Exception, match="features"):
         client.predict({"other": x})  # another name: the general path, and its error
     np.testing.assert_allclose(client.predict({"features": x})[0]["logits"], x @ w + b, rtol=1e-4, atol=1e-4)
+
+
+def test_repeats_write_their_outputs_to_the_region(serve, models: Path, reference, region: Region) -> None:
+    w, b = reference
+    agent = serve(LoadedModel.load(models / "float32.tflite"), manifest_for())
+    with connect(agent) as sock:
+        rid = region_id(sock, os.dup(region.fd))
+        out = inference_pb2.SharedSlice(region_id=rid, offset=1024, length=64)
+        request = shared_request(rid, 0, 16, outputs_to=out)
+        for value in (1.0, 2.0, -3.0, 0.5):
+            x = np.full((1, 4), value, np.float32)
+            region.put(0, x)
+            status, body = predict(sock, request)
+            assert status == Status.OK, body
+            (tensor,) = response(body).outputs
+            assert tensor.data == b"" and tensor.shared.offset == 1024 and tensor.shared.length == 12
+            written = np.frombuffer(region.memory, np.float32, 3, 1024).reshape(tensor.shape).copy()
+            np.testing.assert_allclose(written, x @ w + b, rtol=1e-5)
+    assert agent.fast.planned == 3
