@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 NOT_GRANTED = "unknown blob, or not granted to this device"
+_GRANT_CACHE = 4096  # (device, sha256) pairs known to be granted: a few waves of a large fleet
 
 
 class BlobMissing(LookupError):
@@ -140,7 +141,15 @@ class BlobServer:
         self.broadcaster = Broadcaster(self.files.read, publish, **(broadcast or {}))
 
     def open_broadcast(self, sha256: str, chunk_size: int, devices) -> transfer_pb2.BlobBroadcast:
-        """A broadcast transfer of one blob to these devices (the rollout engine, before it sends a wave)."""
+        """A broadcast transfer of one blob to these devices (the rollout engine, before it sends a wave).
+
+        Each device must hold a committed grant for the blob (the engine opens a broadcast only for devices
+        whose manifests it issued): they go into the grant cache here, so the wave's ready and repair
+        requests, which all arrive at once on the ingest thread, need no grant query each."""
+        devices = list(devices)
+        with self._lock:
+            for device_id in devices:
+                self._remember_grant((device_id, sha256))
         return self.broadcaster.open(sha256, chunk_size, devices)
 
     # --- ingest side (quick) ---------------------------------------------------------------------
@@ -200,10 +209,15 @@ class BlobServer:
         if not self.grants.allowed(device_id, sha):
             return False
         with self._lock:
-            self._granted[key] = None
-            while len(self._granted) > 4096:
-                self._granted.popitem(last=False)
+            self._remember_grant(key)
         return True
+
+    def _remember_grant(self, key: tuple[str, str]) -> None:
+        # Called with the lock held.
+        self._granted[key] = None
+        self._granted.move_to_end(key)
+        while len(self._granted) > _GRANT_CACHE:
+            self._granted.popitem(last=False)
 
     # --- workers -----------------------------------------------------------------------------------
 

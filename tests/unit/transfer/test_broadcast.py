@@ -126,3 +126,17 @@ def test_the_threaded_broadcaster_sends_by_itself(store, blob):
             assert pub.cond.wait_for(lambda: any(t == topic and c.end for t, c in pub.messages), 10)
     finally:
         server.close()
+
+
+def test_the_waves_devices_need_no_grant_query(setup):
+    """open_broadcast is given devices whose grants are committed: their ready requests (a whole wave at
+    once on the ingest thread) are not each a query; a device outside the wave still is."""
+    server, pub, clock, (sha, data, _) = setup
+    asked = []
+    allowed = server.grants.allowed
+    server.grants.allowed = lambda device_id, digest: asked.append(device_id) or allowed(device_id, digest)
+    offer = server.open_broadcast(sha, CHUNK, ["d-a", "d-b"])
+    assert server.handle(ready("d-a", offer)) and server.handle(ready("d-b", offer))
+    assert server.broadcaster.run_due() == 1 and asked == []
+    assert server.handle(request("d-c", sha, [0])) is False  # not in the wave: looked up, not granted (unknown)
+    assert asked == ["d-c"] and not pub.chunks("d-c")
