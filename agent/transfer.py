@@ -451,11 +451,14 @@ class Fetcher:
     def on_chunk(self, chunk: transfer_pb2.BlobChunk) -> ChunkOutcome:
         """One chunk, by unicast or broadcast. Outcomes: stored, duplicate (nothing new stored: a repeat, or
         a broadcast's end), dropped (did not fit or did not authenticate: asked for again), error, unknown."""
-        data = chunk.data
+        # Read once: each read of a bytes field is a fresh copy of the chunk (upb), and a broadcast chunk's
+        # ciphertext is only needed to get its plaintext.
         if chunk.transfer_id:
             data, outcome = self._on_broadcast_chunk(chunk)
             if outcome is not None:
                 return outcome
+        else:
+            data = chunk.data
         download = self._downloads.get(chunk.sha256)
         if download is None:
             return ChunkOutcome("unknown", reason=f"no download of blob {chunk.sha256[:12] or '(none)'} in progress")

@@ -665,14 +665,19 @@ class Installer:
         return sum(d.bytes_done for d in self._downloads.values())
 
     def _report_quarters(self, job: Job) -> None:
-        total = blob_total(job.manifest)
-        quarter = 4 * self._bytes_done() // total if total else 4
+        # Runs per chunk: the cheap tests first. After quarter 3 the next report is VERIFYING.
+        if self._quarter >= 3:
+            return
         # A fast download is not worth a report per quarter (each is an event for the coordinator to store):
         # the next state follows soon. A slow one still says every quarter that it is alive.
-        if 0 < quarter < 4 and quarter > self._quarter and (
-                self._reported_at is None or self._clock() - self._reported_at >= self.progress_interval_s):
+        if self._reported_at is not None and self._clock() - self._reported_at < self.progress_interval_s:
+            return
+        total = blob_total(job.manifest)
+        done = self._bytes_done()
+        quarter = 4 * done // total if total else 4
+        if 0 < quarter < 4 and quarter > self._quarter:
             self._quarter = quarter
-            self._report(job.manifest, L.DOWNLOADING, bytes_done=self._bytes_done())
+            self._report(job.manifest, L.DOWNLOADING, bytes_done=done)
 
     def tick(self) -> None:
         """Called often (every ~0.5 s): chunk timeouts and the trial's time limit."""
