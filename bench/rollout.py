@@ -26,7 +26,9 @@ On one machine the agents' own work (hashing, fsyncs, loading and testing the mo
 competes for the same cores as the transfer; the CPU seconds of each side (coordinator, agents, broker;
 for the baseline: publisher, receivers, broker) and the load average are printed beside each time to
 show where it went, and each agent host process writes its CPU seconds by kind of thread (paho loop,
-link worker, deployer) to its log (--keep keeps the logs). The engine and the Deployer run with their
+link worker, deployer), page faults and context switches to its log (--keep keeps the logs); with
+--cpu-timeline also just before and after the rollout of v1, and the bench prints the cores each side
+kept busy per 0.25 s of that rollout. The engine and the Deployer run with their
 default tick intervals: the engine wakes by itself when a device finishes.
 
 Measured in the same run:
@@ -160,6 +162,7 @@ def host_agents(dirs: list[Path]) -> None:
         running.append((link, dep))
     for link, _ in running:
         link.connected.wait(30)
+    signal.signal(signal.SIGUSR1, lambda *_: log_thread_cpu())  # the bench's marks around a rollout (--cpu-timeline)
     sys.stdout.write(f"ready {len(running)}\n")
     sys.stdout.flush()
     sys.stdin.read()  # until the bench closes our stdin
@@ -173,6 +176,7 @@ def log_thread_cpu() -> None:
     """This process's CPU seconds by kind of thread (paho network loop, link worker, deployer...), to its log."""
     import collections
     import re
+    import resource
 
     tick = os.sysconf("SC_CLK_TCK")
     by_kind: collections.Counter = collections.Counter()
@@ -182,8 +186,21 @@ def log_thread_cpu() -> None:
         except (OSError, TypeError):
             continue
         by_kind[re.sub(r"[-_ ]?\(?[0-9a-f-]{6,}.*|[-_]\d+$", "", t.name)] += (int(fields[11]) + int(fields[12])) / tick
+    known = {t.native_id for t in threading.enumerate()}
+    for task in Path("/proc/self/task").iterdir():  # threads not made by Python (native libraries' own)
+        if int(task.name) not in known:
+            try:
+                comm = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            by_kind[f"native {comm}"] += (int(fields[11]) + int(fields[12])) / tick
     total = time.process_time()
-    sys.stderr.write(f"thread CPU (s), process total {total:.2f}: " + ", ".join(f"{k} {v:.2f}" for k, v in by_kind.most_common()) + "\n")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    sys.stderr.write(f"thread CPU (s), process total {total:.2f}, page faults {usage.ru_minflt}, context switches "
+                     f"{usage.ru_nvcsw} voluntary {usage.ru_nivcsw} involuntary, rounding and ended threads {total - sum(by_kind.values()):.2f}: "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in by_kind.most_common()) + "\n")
+    sys.stderr.flush()
 
 
 def host_wire_agents(dirs: list[Path]) -> None:
@@ -372,6 +389,51 @@ def cpu_seconds(procs) -> float:
         t = p.cpu_times()
         total += t.user + t.system
     return total
+
+
+class CpuSampler:
+    """Every `interval` s: CPU seconds so far of named process groups and of the whole machine (/proc/stat),
+    to print how busy each side was in each slice of the rollout (--cpu-timeline)."""
+
+    def __init__(self, groups: dict, interval: float = 0.05):
+        self.groups, self.interval = groups, interval
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def _machine(self) -> tuple[float, float]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return (sum(fields[:8]) - idle) / self._tick, idle / self._tick
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            row = {name: cpu_seconds(procs) for name, procs in self.groups.items()}
+            row["machine"], row["idle"] = self._machine()
+            self.samples.append((time.perf_counter(), row))
+            self._stop.wait(self.interval)
+
+    def start(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def table(self, t0: float, t1: float, step: float = 0.25) -> list[str]:
+        """Cores busy per `step` s from t0 to t1 (perf_counter), per group and for the machine."""
+        names = [*self.groups, "machine", "idle"]
+        lines = ["  CPU (cores busy) per %.2f s from CreateRollout: " % step + "  ".join(f"{n:>8}" for n in names)]
+        at = t0
+        while at < t1:
+            inside = [(t, r) for t, r in self.samples if at - self.interval / 2 <= t <= at + step + self.interval / 2]
+            if len(inside) >= 2:
+                (ta, ra), (tb, rb) = inside[0], inside[-1]
+                lines.append(f"    +{at - t0:5.2f}  " + "  ".join(f"{(rb[n] - ra[n]) / (tb - ta):8.2f}" for n in names))
+            at += step
+        return lines
 
 
 def baseline(url: str, names: list[str], blobs: list[bytes], chunk: int, procs: int, log_dir: Path, broker_proc,
@@ -600,6 +662,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "edgefleet-bench-rollout")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, stores)")
     ap.add_argument("--no-count", action="store_true", help="do not count the coordinator's chunk publishes")
+    ap.add_argument("--cpu-timeline", action="store_true", help="sample CPU every 50 ms during the rollout and print cores busy per 0.25 s")
     ap.add_argument("--build", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--host-agents", nargs="+", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--host-wire-agents", nargs="+", type=Path, help=argparse.SUPPRESS)
@@ -706,6 +769,10 @@ def main() -> None:
         counts0 = counter.snapshot() if counter else None
         if counter:
             counter.take_marks()
+        sampler = CpuSampler({"coord": [coord_proc], "agents": host_procs, "broker": [broker_proc]}).start() if args.cpu_timeline else None
+        if sampler is not None and hosts is not None and args.mode == "driver":
+            for p in hosts.procs:
+                p.send_signal(signal.SIGUSR1)  # thread CPU so far, to each host's log
         cpu0 = cpu()
         t0, t0_wall = time.perf_counter(), time.time()
         r = admin.CreateRollout(admin_pb2.RolloutSpec(ref=refs["v1"], selector="bench=1", canary_count=canary, waves=1), timeout=120)
@@ -716,6 +783,11 @@ def main() -> None:
         if final.state != "done" or dict(final.counts) != {"committed": args.agents}:
             raise SystemExit(f"rollout of v1 ended {final.state}: {dict(final.counts)} {final.reason}")
         cpu1 = cpu()
+        if sampler is not None:
+            sampler.stop()
+            if hosts is not None and args.mode == "driver":
+                for p in hosts.procs:
+                    p.send_signal(signal.SIGUSR1)
         print(f"rollout of v1 until all {args.agents} committed: {rollout_s:.2f} s "
               f"(CreateRollout {created_s:.2f} s; CPU: coordinator {cpu1[0] - cpu0[0]:.2f} s, agents {cpu1[1] - cpu0[1]:.2f} s, "
               f"broker {cpu1[2] - cpu0[2]:.2f} s; load {os.getloadavg()[0]:.1f})", flush=True)
@@ -725,6 +797,8 @@ def main() -> None:
                   f"{c['unicast']} unicast (of {args.agents} devices x {-(-len(model_bytes) // chunk) + -(-len(golden) // chunk)} chunks)", flush=True)
             stored = store_times(work / "coordinator" / "edgefleet.db", r.id)
             print("\n".join(timeline(counter.take_marks(), dict(counter.sizes), stored, t0_wall, seen_wall)), flush=True)
+        if sampler is not None:
+            print("\n".join(sampler.table(t0, t0 + rollout_s)), flush=True)
         run_baseline()
 
         r2 = admin.CreateRollout(admin_pb2.RolloutSpec(ref=refs["v2"], selector="bench=1", canary_count=canary, waves=1, trial_seconds=3600), timeout=120)
