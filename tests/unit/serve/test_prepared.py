@@ -4,9 +4,11 @@ outlives the model or the region it was made for."""
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -49,6 +51,20 @@ def response(body: bytes) -> inference_pb2.PredictResponse:
     return inference_pb2.PredictResponse.FromString(body)
 
 
+@contextlib.contextmanager
+def in_process(models: Path, **kw) -> Iterator[tuple[InferenceServicer, Regions, Region, int]]:
+    """A servicer on the float32 model, no socket: (servicer, the connection's regions, a region, its id)."""
+    host = ModelHost()
+    host.activate(LoadedModel.load(models / "float32.tflite"), manifest=manifest_for())
+    regions, made = Regions(), Region()
+    try:
+        rid, _ = regions.register(os.dup(made.fd))
+        yield InferenceServicer(host, observer=Recorder(), **kw), regions, made, rid
+    finally:
+        regions.close()
+        made.close()
+
+
 def test_repeats_answer_on_the_regions_current_bytes(serve, models: Path, reference, region: Region) -> None:
     w, b = reference
     agent = serve(LoadedModel.load(models / "float32.tflite"), manifest_for())
@@ -77,13 +93,7 @@ def test_repeats_answer_on_the_regions_current_bytes(serve, models: Path, refere
 
 
 def test_a_plans_response_is_the_protobuf_encoding(models: Path) -> None:
-    host = ModelHost()
-    host.activate(LoadedModel.load(models / "float32.tflite"), manifest=manifest_for())
-    servicer = InferenceServicer(host, observer=Recorder())
-    regions = Regions()
-    made = Region()
-    try:
-        rid, _ = regions.register(os.dup(made.fd))
+    with in_process(models) as (servicer, regions, made, rid):
         made.put(0, np.arange(12, dtype=np.float32).reshape(3, 4))
         request = shared_request(rid, 0, 48, shape=(3, 4))
         plan = servicer.prepare(request, regions, request.SerializeToString())
@@ -94,9 +104,6 @@ def test_a_plans_response_is_the_protobuf_encoding(models: Path) -> None:
         expected.request_id, expected.latency_ms = parsed.request_id, parsed.latency_ms
         assert body == expected.SerializeToString()  # byte for byte, field order included
         del plan
-    finally:
-        regions.close()
-        made.close()
 
 
 def test_an_int8_models_inputs_are_quantized_again_each_call(serve, models: Path, reference, region: Region) -> None:
@@ -185,13 +192,7 @@ def test_feedback_for_a_planned_prediction(serve, models: Path, region: Region) 
 
 
 def test_a_full_waiting_line_refuses_a_repeat(models: Path) -> None:
-    host = ModelHost()
-    host.activate(LoadedModel.load(models / "float32.tflite"), manifest=manifest_for())
-    servicer = InferenceServicer(host, observer=Recorder(), admission=Admission(max_waiting=0))
-    regions = Regions()
-    made = Region()
-    try:
-        rid, _ = regions.register(os.dup(made.fd))
+    with in_process(models, admission=Admission(max_waiting=0)) as (servicer, regions, _, rid):
         request = shared_request(rid, 0, 16)
         plan = servicer.prepare(request, regions, request.SerializeToString())
         assert plan is not None
@@ -202,20 +203,11 @@ def test_a_full_waiting_line_refuses_a_repeat(models: Path) -> None:
         servicer.admission.leave()
         assert servicer.predict_prepared(plan, regions) is not None
         del plan
-    finally:
-        regions.close()
-        made.close()
 
 
 @pytest.mark.parametrize("case", ["bytes", "unknown-model", "bad-shape"])
 def test_requests_that_get_no_plan(models: Path, case: str) -> None:
-    host = ModelHost()
-    host.activate(LoadedModel.load(models / "float32.tflite"), manifest=manifest_for())
-    servicer = InferenceServicer(host, observer=Recorder())
-    regions = Regions()
-    made = Region()
-    try:
-        rid, _ = regions.register(os.dup(made.fd))
+    with in_process(models) as (servicer, regions, _, rid):
         request = {
             "bytes": inference_pb2.PredictRequest(inputs=[inference_pb2.Tensor(
                 name="features", shape=[1, 4], dtype="float32", data=bytes(16))]),
@@ -223,9 +215,6 @@ def test_requests_that_get_no_plan(models: Path, case: str) -> None:
             "bad-shape": shared_request(rid, 0, 12, shape=(1, 3)),
         }[case]
         assert servicer.prepare(request, regions, request.SerializeToString()) is None
-    finally:
-        regions.close()
-        made.close()
 
 
 def test_the_clients_hot_loop_reuses_its_request(serve, models: Path, reference) -> None:
