@@ -254,13 +254,20 @@ class _Region:
         self.sock: socket.socket | None = None  # the connection it is registered on
         self.region_id = 0
 
+    def slots(self, arrays: Mapping[str, np.ndarray]) -> list[tuple[str, int, np.ndarray]]:
+        """Where the arrays go, one after another on cache-line boundaries: (name, offset, a view there)."""
+        out, at = [], 0
+        for name, array in arrays.items():
+            out.append((name, at, np.ndarray(array.shape, array.dtype, buffer=self.memory, offset=at)))
+            at += _aligned(array.nbytes)
+        return out
+
     def place(self, arrays: Mapping[str, np.ndarray]) -> dict[str, tuple[int, int]]:
         """Copy the arrays in; name -> (region id, offset)."""
-        where, at = {}, 0
-        for name, array in arrays.items():
-            np.copyto(np.ndarray(array.shape, array.dtype, buffer=self.memory, offset=at), array, casting="no")
+        where = {}
+        for name, at, view in self.slots(arrays):
+            np.copyto(view, arrays[name], casting="no")
             where[name] = (self.region_id, at)
-            at += -(-array.nbytes // _ALIGN) * _ALIGN
         return where
 
     def close(self) -> None:
@@ -280,12 +287,7 @@ class _Placed:
 
     def __init__(self, region: _Region, model: str, arrays: Mapping[str, np.ndarray], body: list[bytes | memoryview]) -> None:
         self.region, self.model, self.body = region, model, body
-        self.slots: list[tuple[str, tuple[int, ...], np.dtype, np.ndarray]] = []
-        at = 0
-        for name, array in arrays.items():  # as _Region.place laid them out
-            view = np.ndarray(array.shape, array.dtype, buffer=region.memory, offset=at)
-            self.slots.append((name, array.shape, array.dtype, view))
-            at += -(-array.nbytes // _ALIGN) * _ALIGN
+        self.slots = [(name, view.shape, view.dtype, view) for name, _, view in region.slots(arrays)]
 
     def fill(self, inputs: Mapping[str, Any], model: str) -> bool:
         """Copy `inputs` into their places if they are laid out as last time; False (nothing copied)
@@ -301,7 +303,11 @@ class _Placed:
 
 
 def _region_bytes(arrays: Mapping[str, np.ndarray]) -> int:
-    return sum(-(-a.nbytes // _ALIGN) * _ALIGN for a in arrays.values())
+    return sum(_aligned(a.nbytes) for a in arrays.values())
+
+
+def _aligned(size: int) -> int:
+    return -(-size // _ALIGN) * _ALIGN
 
 
 class _Closed(Exception):
