@@ -120,7 +120,7 @@ def parse_run(argv: Sequence[str], environ: dict[str, str] | None = None) -> dic
 
 
 # glibc malloc arenas for the daemon (agent.runtime.memory.limit_malloc_arenas); MALLOC_ARENA_MAX overrides.
-RUN_MALLOC_ARENAS = 2
+RUN_MALLOC_ARENAS = 1
 
 
 def run_agent(*, state_dir: Path, profile: str | None, mqtt_protocol: str | None, keepalive: int | None, socket: Path | None,

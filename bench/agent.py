@@ -55,7 +55,7 @@ gives freed heap back once requests stop for 2 s and keeps the .tflite's pages o
 XNNPACK has packed the weights: agent.runtime.memory; libraries' pages are left mapped, see
 docs/protocol.md). Each line also shows the RSS's anonymous part (heap, stacks,
 copied pages: what no reclaim can drop), so what is file pages and what is memory stays visible. Started two ways: the shipped command (which
-caps glibc's malloc arenas at 2), and the same with MALLOC_ARENA_MAX at glibc's own default of 8 per
+caps glibc's malloc arenas at 1), and the same with MALLOC_ARENA_MAX at glibc's own default of 8 per
 core (what the cap saves once request threads have allocated). Also the RSS of imports the agent
 keeps for its life, each alone on top of numpy and protobuf, to show where the memory goes.
 """
