@@ -33,6 +33,8 @@ from coordinator import acks
 from coordinator.ingest import RateLimitedLog
 from coordinator.rollouts import states as S
 from coordinator.rollouts.repository import RolloutRepository
+from coordinator.store.devices import DeviceRegistry
+from coordinator.store.known import KnownDevices
 from coordinator.store.rollout_tables import ModelHistoryRow, RolloutDeviceRow, RolloutRow
 from coordinator.store.schema import DeviceRow
 from coordinator.transfer.upsert import dialect_insert
@@ -141,7 +143,7 @@ class InstallEvents:
         self.known_ttl_s = known_ttl_s
         self.coalesce_s = coalesce_s
         self.batches = 0  # transactions applied (tests, and a figure to compare)
-        self._known: dict[str, float] = {}
+        self.known = KnownDevices(DeviceRegistry(self.store), known_ttl_s=known_ttl_s)
         # (rollout id, device id) -> the row as last read or written by a committed batch (see the docstring).
         self._rows: dict[tuple[str, str], SimpleNamespace] = {}
         self._apply_lock = threading.Lock()
@@ -191,17 +193,9 @@ class InstallEvents:
         return self.reject(env.device_id, env.event.rejected.command_id, env.event.rejected.reason) != "unknown_device"
 
     def _is_known(self, device_id: str) -> bool:
-        now = time.monotonic()
-        seen = self._known.get(device_id)
-        if seen is not None and now - seen < self.known_ttl_s:
-            return True
-        with self.store.session() as s:
-            known = s.get(DeviceRow, device_id) is not None
-        if known:
-            if len(self._known) > 100_000:
-                self._known.clear()
-            self._known[device_id] = now
-        return known
+        # The fleet's ids in one query per TTL: a rollout's first events (a wave's 'downloading', all at
+        # once) would otherwise cost a query each on the ingest thread, ahead of the wave's ready requests.
+        return device_id in self.known
 
     def _take(self) -> list:
         """The next batch: whatever has queued, and while it is progress only, what comes within coalesce_s."""

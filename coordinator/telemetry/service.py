@@ -24,7 +24,8 @@ from coordinator.metrics import CoordinatorMetrics
 from coordinator.store.db import Store
 from coordinator.store.devices import DeviceRegistry
 from coordinator.telemetry.collector import FleetTelemetryCollector
-from coordinator.telemetry.intake import KnownDevices, TelemetryIntake
+from coordinator.store.known import KnownDevices
+from coordinator.telemetry.intake import TelemetryIntake
 from coordinator.telemetry.layouts import BucketLayouts
 from coordinator.telemetry.process import TelemetryProcess, usable
 from coordinator.telemetry.queries import TelemetryFilter, TelemetryQueries

@@ -84,6 +84,33 @@ def test_progress_alone_is_applied_once_the_window_passes(store, tmp_path):
         ev.stop()
 
 
+def test_a_waves_first_events_ask_the_store_who_is_known_once(store, tmp_path):
+    """The ingest thread checks every install event's sender; a wave's 'downloading' events all come at once,
+    beside the wave's ready requests, so the fleet's ids are read in one query, not one per device."""
+    w = World(store, tmp_path, cams(12))
+    r, held = deployed(w, 12)
+    ev = w.service.events
+    ev.start()
+    try:
+        lookups = []
+
+        def seen(conn, cursor, statement, *rest) -> None:
+            if "FROM devices" in statement and "rollout" not in statement:
+                lookups.append(statement)
+
+        event.listen(store.engine, "before_cursor_execute", seen)
+        try:
+            for device_id, payloads in held.items():
+                feed(w, device_id, payloads[0])
+            assert ev.wait_idle(10)
+        finally:
+            event.remove(store.engine, "before_cursor_execute", seen)
+        assert len(held) == 12 and len(lookups) == 1, lookups
+        assert ev.apply("d-stranger", "m-1", events_pb2.InstallProgress()) == "unknown_device"
+    finally:
+        ev.stop()
+
+
 def test_bad_coalescing_options_are_refused(store):
     from coordinator.rollouts.repository import RolloutRepository
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import event
 
 from coordinator.store.devices import DeviceRegistry
-from coordinator.telemetry.intake import KnownDevices
+from coordinator.store.known import KnownDevices
 
 from .factories import Clock
 
