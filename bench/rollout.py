@@ -14,8 +14,9 @@ Agents (--mode):
   driver   (default) --procs processes, each running its share of agents made of the agent's own parts:
            AgentLink (MQTT session, hello) + Deployer (signed manifest check, chunked resumable transfer
            with SHA-256, A/B slots, LiteRT load and acceptance test on the golden set, atomic activation):
-           the install path of `edge-agent run` without its inference service; 50 processes of the whole
-           daemon are heavy for one small machine.
+           the install path of `edge-agent run` without its inference service, with the daemon's settings
+           (the acceptance test's 30 timed runs, the chunk timeout; until 2026-11-22 the driver timed 5 runs
+           and waited 5 s for a chunk); 50 processes of the whole daemon are heavy for one small machine.
   wire     the same processes, agents reduced to the wire: fetch the blobs (8 chunks outstanding, asked
            for 4 at a time as the Deployer does), check SHA-256, report. No disk, no LiteRT: the
            coordinator's side of a rollout alone.
@@ -154,8 +155,7 @@ def host_agents(dirs: list[Path]) -> None:
             link.publish(topics.event(device_id), envelope.encode(device_id, event=event), qos=1)
 
         dep = Deployer(state_dir, ident, lambda t, p, q, link=link: link.publish(t, p, qos=q), emit, hardware=lambda hw=hw: hw,
-                       connection_count=lambda link=link: link.connects, chunk_timeout_s=5, acceptance_runs=5,
-                       subscribe=link.subscribe, unsubscribe=link.unsubscribe)
+                       connection_count=lambda link=link: link.connects, subscribe=link.subscribe, unsubscribe=link.unsubscribe)
         holder["deployer"] = dep
         dep.resume()
         link.start()
