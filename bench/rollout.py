@@ -338,6 +338,7 @@ def host_receivers(url: str, names: list[str], install_root: Path | None = None)
     ready = threading.Semaphore(0)
     if install_root is not None:
         from agent.install.acceptance import prepare, run_acceptance
+        from agent.install.durable import fsync_dir
         from agent.runtime.plugins import select_backend
         from edgefleet.v1 import manifest_pb2
 
@@ -355,9 +356,7 @@ def host_receivers(url: str, names: list[str], install_root: Path | None = None)
         directory = install_root / name
         for blob in state["blobs"]:
             os.replace(directory / (blob["name"] + ".part"), directory / blob["name"])
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        os.fsync(fd)
-        os.close(fd)
+        fsync_dir(directory)
         result = run_acceptance(directory / "model.tflite", directory / "golden.npz", manifest, backend)
         return "" if result.ok else result.reason
 
