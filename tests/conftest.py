@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 
 import pytest
+
+# A shell without job control starts a background job with SIGINT ignored, and children inherit that:
+# then the edgectl processes the tests interrupt with SIGINT (as Ctrl-C would) never see it. A handled
+# signal is reset to its default at exec, so the children get Ctrl-C as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 POSTGRES_URL = os.environ.get("EDGEFLEET_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

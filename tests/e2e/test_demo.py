@@ -49,7 +49,8 @@ def test_demo_once_with_a_private_broker(tmp_path):
 @pytest.mark.slow
 def test_demo_interrupted_cleans_up(tmp_path):
     workdir = tmp_path / "demo"
-    demo = Process([script("edgectl"), "demo", "--devices", "2", "--dir", str(workdir), "--broker", f"mqtt://127.0.0.1:{free_port()}"], base_env(), tmp_path / "demo.log")
+    demo = Process([script("edgectl"), "demo", "--devices", "2", "--dir", str(workdir), "--broker", f"mqtt://127.0.0.1:{free_port()}",
+                    "--plot", str(tmp_path / "demo.png")], base_env(), tmp_path / "demo.log")  # not into the checkout
     try:
         demo.wait_line(lambda l: "devices online" in l, 120)
         # Besides the demo: the broker (its config), the coordinator (its config), `edge-agent simulate` (the fleet dir).
